@@ -7,6 +7,7 @@ polls the reader's status with a deadline, as tests/test_sources_rtsp.py does.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ import av
 import pytest
 
 from server.sources import SourceError, StreamState, check_uri, network
-from server.sources.decoding import translate_error
+from server.sources.decoding import MediaClock, translate_error
 from tests.support.cached_videos import cached_video
 from tests.support.cli_in_process import run_cli
 from tests.support.components import require_component
@@ -38,8 +39,8 @@ SLOW_RATE = Fraction(1, 2)
 SHORT_STALL_TIMEOUT_S = 1.0
 #: Long enough that the camera's video does not end while a test watches it.
 SLOW_VIDEO_FRAMES = 10
-#: Three frames of a `SLOW_RATE` camera, with its two openings and a loaded machine's delays.
-THREE_SLOW_FRAMES_S = 30.0
+#: Four frames of a `SLOW_RATE` camera, with its two openings and a loaded machine's delays.
+FOUR_SLOW_FRAMES_S = 30.0
 UNAUTHORIZED = "Server returned 401 Unauthorized (authorization failed)"
 
 
@@ -192,20 +193,46 @@ def test_a_camera_slower_than_a_frame_per_stall_timeout_stays_live_between_its_f
     outlasts a stall time-out of 1 s as that one outlasted the default, in seconds rather than half a minute."""
     monkeypatch.setattr(network, "STALL_TIMEOUT_S", SHORT_STALL_TIMEOUT_S)
     with RtspCamera(slow_camera_video) as camera, ReaderProbe(f"{camera.url}#open_timeout=2", record=True) as probe:
-        status = probe.wait_until("three frames", lambda s: s.frames_read >= 3, THREE_SLOW_FRAMES_S)
+        status = probe.wait_until("four frames", lambda s: s.frames_read >= 4, FOUR_SLOW_FRAMES_S)
         frames = probe.published
 
     assert status.reconnects == 0 and status.state is StreamState.LIVE, (status, probe.announced)
-    times = [frame.media_time for frame in frames[:3]]
+    times = [frame.media_time for frame in frames[:4]]
     assert times == sorted(set(times)), f"one connection's frames, each after the last: {times}"
+    # on the camera's clock, pictures FFmpeg hands over without a timestamp too (its first: ours, from 0)
+    assert [later - earlier for earlier, later in itertools.pairwise(times[1:])] == pytest.approx([2.0, 2.0], abs=0.01)
     assert probe.source.fps == pytest.approx(float(SLOW_RATE))
 
 
 def test_a_timeout_given_still_bounds_a_slow_camera(rtsp_server: None, slow_camera_video: Path) -> None:
     with RtspCamera(slow_camera_video) as camera, ReaderProbe(f"{camera.url}#timeout=1&open_timeout=2") as probe:
-        status = probe.wait_until("stalled", lambda s: "stalled" in (s.error or ""), THREE_SLOW_FRAMES_S)
+        status = probe.wait_until("stalled", lambda s: "stalled" in (s.error or ""), FOUR_SLOW_FRAMES_S)
 
     assert status.error == "stalled: nothing received for 1 s", status.error
+
+
+# A camera's frames handed over without a timestamp (FFmpeg's RTSP demuxer does, now and then)
+
+RTP_TIME_BASE = 1 / 90_000
+
+
+def test_a_frame_without_a_timestamp_follows_the_last_stamped_one_by_a_frame() -> None:
+    """Its arrival time put it behind the frame before when the camera's frames came in a burst (ci4)."""
+    clock = MediaClock(RTP_TIME_BASE, live=True, fps=float(SLOW_RATE))
+    times = [clock.time_of(pts) for pts in (0, 180_000, None, 540_000, None, None)]
+    assert times == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0, 10.0])
+
+
+def test_a_live_stream_without_timestamps_keeps_its_arrival_times() -> None:
+    """A raw H.264 or MJPEG camera's frames never carry one: their wall clock, not the nominal rate."""
+    clock = MediaClock(RTP_TIME_BASE, live=True, fps=0.01)  # 100 s a frame, were the rate taken
+    first, second = clock.time_of(None), clock.time_of(None)
+    assert 0.0 <= first <= second < 50.0
+
+
+def test_a_finite_video_without_timestamps_is_timed_by_its_frame_rate() -> None:
+    clock = MediaClock(0.0, live=False, fps=4.0)
+    assert [clock.time_of(pts) for pts in (None, 7, None)] == [0.0, 0.25, 0.5]
 
 
 # D: the README's advice for cameras

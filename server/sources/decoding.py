@@ -202,6 +202,39 @@ class DamagedPictures:
             )
 
 
+class MediaClock:
+    """Each decoded frame's media time, in seconds: its timestamp, else an estimate on the same clock.
+
+    Frames of a stream without real timestamps (MJPEG, a raw H.264 stream) get their arrival time since
+    the first, or, in a finite video (a raw H.264 file), their place at ``fps``: it comes faster than it
+    plays. A stream with timestamps can still hand over a frame without one: FFmpeg's RTSP demuxer does,
+    for a camera's first picture and now and then one later. Such a frame after stamped ones follows the
+    last frame by one at ``fps``. Taken from the wall clock, it mixed two clocks: a camera's frames
+    buffered while a loaded machine opened the stream came at once, so a picture 4 s into the camera's
+    clock arrived 1 s into ours, behind the 2 s one before it, and the reader held it at that one's time.
+    """
+
+    def __init__(self, time_base: float, live: bool, fps: float) -> None:
+        self._time_base, self._live, self._fps = time_base, live, fps
+        self._started = time.monotonic()
+        self._count = 0
+        self._last = 0.0
+        self._stamped = False
+
+    def time_of(self, pts: int | None) -> float:
+        """The media time of the next frame, whose timestamp is ``pts`` (None where it came without)."""
+        if pts is not None and self._time_base:
+            media_time, self._stamped = pts * self._time_base, True
+        elif self._stamped and self._fps > 0:
+            media_time = self._last + 1 / self._fps
+        elif self._live:
+            media_time = time.monotonic() - self._started
+        else:
+            media_time = self._count / self._fps
+        self._last, self._count = media_time, self._count + 1
+        return media_time
+
+
 def decode_frames(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
@@ -214,18 +247,16 @@ def decode_frames(
 ) -> Iterator[Decoded]:
     """Decode ``stream`` of an open ``container`` until it ends, stalls or ``stop`` is set.
 
-    A live stream that ends was closed by the other side: that is a `ConnectionError`, because a
-    camera has no end. Frames without a real timestamp (MJPEG) get their arrival time instead, or, in
-    a finite video (a raw H.264 file), their place at ``fps``: it comes faster than it plays.
-    The stall clock stops while the caller holds a frame: a clip's reader waits for each frame's
-    time to come, however long its gaps. A packet that arrives ``stall_timeout_s`` after the last
-    frame is a stall, whatever it holds: FFmpeg's RTSP demuxer keeps a camera's last packet until its
-    read times out and hands it over then, which made a camera that stopped sending look live for
-    one more time-out. A packet the decoder finds damaged costs its picture, not
-    the connection (an MJPEG camera's garbled part; a reconnect for each kept such a camera down
-    most of the time), and is counted in ``damaged`` (the source's, else this call's own); one that
-    sends nothing decodable stalls. A picture above the size limit (`refused_as_too_large`) fails the
-    source where it is the first, as the header's size would; after others it costs the connection.
+    A live stream that ends was closed by the other side: that is a `ConnectionError`, because a camera has
+    no end. Each frame's media time is `MediaClock`'s. The stall clock stops while the caller holds a frame:
+    a clip's reader waits for each frame's time to come, however long its gaps. A packet that arrives
+    ``stall_timeout_s`` after the last frame is a stall, whatever it holds: FFmpeg's RTSP demuxer keeps a
+    camera's last packet until its read times out and hands it over then, which made a camera that stopped
+    sending look live for one more time-out. A packet the decoder finds damaged costs its picture, not the
+    connection (an MJPEG camera's garbled part; a reconnect for each kept such a camera down most of the
+    time), and is counted in ``damaged`` (the source's, else this call's own); one that sends nothing
+    decodable stalls. A picture above the size limit (`refused_as_too_large`) fails the source where it is
+    the first, as the header's size would; after others it costs the connection.
     """
     refuse_damaged_pictures(stream)
     max_side = decoder_side_limit(stream)
@@ -233,7 +264,8 @@ def decode_frames(
         damaged = DamagedPictures()
     wall_clock = container.format.name in WALL_CLOCK_FORMATS
     time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
-    started = last_frame = last_packet = time.monotonic()
+    clock = MediaClock(time_base, live, fps)
+    last_frame = last_packet = time.monotonic()
     upright_image = UprightImages()
     index = 0
     try:
@@ -258,10 +290,7 @@ def decode_frames(
                     raise too_large from None
                 raise ConnectionError(f"a picture above the limit came: {too_large}; reconnecting") from None
             for frame in frames:
-                if frame.pts is not None and time_base:
-                    media_time = frame.pts * time_base
-                else:
-                    media_time = time.monotonic() - started if live else index / fps
+                media_time = clock.time_of(frame.pts)
                 index += 1
                 yield Decoded(upright_image(frame), media_time)
                 if stop.is_set():
