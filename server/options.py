@@ -97,6 +97,27 @@ def tracker_kinds() -> tuple[str, ...]:
     return tuple(sorted({*TRACKER_MAP, SEGTRACK}))
 
 
+#: What a class's own filter may set, over the stream's value of the same name.
+CLASS_FILTER_KEYS = ("conf", "min_area", "max_area")
+
+
+@dataclass(frozen=True, slots=True)
+class ClassFilter:
+    """One class's own thresholds, over the stream's (Frigate's ``objects.filters.<class>``); None keeps the stream's.
+
+    A person needs a surer detection than a car before it raises an alarm, and a car is never as small
+    as a far person: one ``conf`` and one ``min_area`` for every class made people pick between false
+    alarms and missed objects.
+    """
+
+    conf: float | None = None
+    min_area: float | None = None
+    max_area: float | None = None
+
+    def to_json(self) -> dict[str, float]:
+        return {key: value for key in CLASS_FILTER_KEYS if (value := getattr(self, key)) is not None}
+
+
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
     """How one stream is inferred and tracked.
@@ -134,6 +155,8 @@ class StreamOptions:
     max_area: float = 1.0
     #: Where the stream sees nothing (of the classes each names): `IgnoreZone`.
     ignore_zones: tuple[IgnoreZone, ...] = ()
+    #: Classes' own ``conf``, ``min_area`` and ``max_area``, by class name, sorted (hashable as the rest).
+    class_filters: tuple[tuple[str, ClassFilter], ...] = ()
 
     @classmethod
     def from_mapping(
@@ -188,6 +211,11 @@ class StreamOptions:
                 f"{key}: min_area ({min_area:g}) must be below max_area ({max_area:g}), or no object is ever seen"
             )
         ignore_zones = parse_ignore_zones(values["ignore_zones"]) if "ignore_zones" in values else base.ignore_zones
+        if "class_filters" in values:
+            class_filters = _class_filters(values["class_filters"], min_area, max_area)
+        else:  # the base's, under the stream's bounds as given
+            changed = "max_area" if "max_area" in values else "min_area"
+            class_filters = _still_bounded(base.class_filters, min_area, max_area, changed)
         _check_shape_classes(zones, lines, classes, values)
         return cls(
             conf,
@@ -204,21 +232,28 @@ class StreamOptions:
             min_area,
             max_area,
             ignore_zones,
+            class_filters,
         )
+
+    @property
+    def lowest_conf(self) -> float:
+        """The lowest confidence any class is reported at: the stream's ``conf`` or a class filter's under it."""
+        return min([self.conf, *(own.conf for _, own in self.class_filters if own.conf is not None)])
 
     def tracker_config(self) -> dict[str, TrackerValue]:
         """The full tracker configuration: ultralytics' defaults for the kind with this stream's overrides.
 
         A track starts only from a detection of at least `START_THRESHOLDS` (0.25 by default): a
         ``conf`` lowered under them for small or distant objects reported nothing new. Where the
-        stream does not set them, they follow its ``conf`` down.
+        stream does not set them, they follow its ``conf`` down, or a class filter's lower one.
         """
         given = dict(self.tracker_settings)
         config = {**tracker_defaults(self.tracker), **given}
+        lowest = self.lowest_conf
         for key in START_THRESHOLDS:
             value = config.get(key)
-            if key not in given and isinstance(value, int | float) and self.conf < value:
-                config[key] = self.conf
+            if key not in given and isinstance(value, int | float) and lowest < value:
+                config[key] = lowest
         return config
 
     def to_json(self) -> dict[str, object]:
@@ -237,6 +272,7 @@ class StreamOptions:
             "min_area": self.min_area,
             "max_area": self.max_area,
             "ignore_zones": [zone.to_json() for zone in self.ignore_zones],
+            "class_filters": {name: own.to_json() for name, own in self.class_filters},
         }
 
 
@@ -289,6 +325,55 @@ def _area_share(values: Mapping[str, Any], key: str, default: float) -> float:
             f"{value / (1920 * 1080):.3g})"
         )
     return _fraction(values, key, default)
+
+
+def _class_filters(value: object, min_area: float, max_area: float) -> tuple[tuple[str, ClassFilter], ...]:
+    """``class_filters``: a table of class names, each a table of some of `CLASS_FILTER_KEYS`, checked as the
+    stream's own keys of those names; a class's area bounds, its own or the stream's, must leave room."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"class_filters: expected a table of class names, each with its {', '.join(CLASS_FILTER_KEYS)}, "
+            f"got {echoed(value)}"
+        )
+    filters: dict[str, ClassFilter] = {}
+    for name, table in value.items():
+        where = f"class_filters.{name}"
+        if not isinstance(table, Mapping) or not table:
+            raise ValueError(f"{where}: expected a table with {' or '.join(CLASS_FILTER_KEYS)}, got {echoed(table)}")
+        for key in table:
+            if key not in CLASS_FILTER_KEYS:
+                meant = did_you_mean(key, list(CLASS_FILTER_KEYS))
+                takes = ", ".join(CLASS_FILTER_KEYS)
+                raise ValueError(f"{where}.{key}: unknown key; a class filter takes {takes}{meant}")
+        try:
+            own = ClassFilter(
+                _conf(table, 0.0) if "conf" in table else None,
+                _area_share(table, "min_area", 0.0) if "min_area" in table else None,
+                _area_share(table, "max_area", 1.0) if "max_area" in table else None,
+            )
+        except ValueError as exc:  # "conf: expected ...": the key within the class filter
+            raise ValueError(f"{where}.{exc}") from None
+        filters[name] = own
+    return _still_bounded(tuple(sorted(filters.items())), min_area, max_area)
+
+
+def _still_bounded(
+    filters: tuple[tuple[str, ClassFilter], ...], min_area: float, max_area: float, changed: str | None = None
+) -> tuple[tuple[str, ClassFilter], ...]:
+    """``filters``, once each class's area bounds (its own, else the stream's) are checked to leave room.
+
+    ``changed``: the stream's bound a change gave, the class filters being its own already: it is the key named.
+    """
+    for name, own in filters:
+        low = min_area if own.min_area is None else own.min_area
+        high = max_area if own.max_area is None else own.max_area
+        if low >= high:
+            key = changed or f"class_filters.{name}.{'min_area' if own.min_area is not None else 'max_area'}"
+            raise ValueError(
+                f"{key}: {name}'s min_area ({low:g}) must be below its max_area ({high:g}), or no {name} is ever "
+                f"seen{f'; change class_filters.{name} with it' if changed else ''}"
+            )
+    return filters
 
 
 def _conf(values: Mapping[str, Any], default: float) -> float:

@@ -26,8 +26,9 @@ from server.config import (
 )
 from server.config_values import ConfigError
 from server.delivery.viewer import ViewerLimits
-from server.events.config import EventsSettings, toml_string
+from server.events.config import EventsSettings
 from server.events.config_toml import events_toml
+from server.events.toml_text import toml_key, toml_string
 from server.file_saving import not_saved, remove_stale_partials, save_lock, unwritable_reason, write_whole
 from server.inference.options import InferenceOptions
 from server.options import EVERY_FRAME, MODEL_IMGSZ, StreamOptions, tracker_defaults
@@ -562,5 +563,5 @@ def toml_value(value: object) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):  # an inline table: zones and lines are lists of them
-        return "{ " + ", ".join(f"{key} = {toml_value(v)}" for key, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{toml_key(str(key))} = {toml_value(v)}" for key, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} to TOML")

@@ -775,8 +775,8 @@ def test_a_bad_value_in_a_stream_names_the_streams_id(tmp_path: Path) -> None:
 
 #: What the unknown-key error of a ``[[streams]]`` table lists: its own keys, then the stream options.
 STREAM_TABLE_KEYS = (
-    "id, uri, loop, options, agnostic_nms, classes, conf, ignore_zones, imgsz, iou, lines, max_area, max_det, "
-    "min_area, process_fps, tracker, tracker_settings, zones"
+    "id, uri, loop, options, agnostic_nms, class_filters, classes, conf, ignore_zones, imgsz, iou, lines, max_area, "
+    "max_det, min_area, process_fps, tracker, tracker_settings, zones"
 )
 
 

@@ -93,12 +93,18 @@ STATUE = {"name": "statue", "points": [[0, 0], [1, 0], [1, 1]], "units": "fracti
             "ignore_zones[0].classes: the model has no class 'person'; it knows disc, square, triangle",
             "give its ignore zones classes the model knows (PATCH /api/streams/s, or its config file's ignore_zones",
         ),
+        (
+            {"class_filters": {"person": {"conf": 0.6}}},
+            "class_filters.person: the model has no class 'person'; it knows disc, square, triangle",
+            "give its class filters classes the model knows (PATCH /api/streams/s, or its config file's class_filters",
+        ),
     ],
 )
 def test_a_class_the_model_lacks_stops_the_stream_once_a_late_described_model_is_known(
     caplog: pytest.LogCaptureFixture, options: dict[str, Any], reason: str, fix: str
 ) -> None:
-    """Given a stream filtering on "person" (or ignoring it in an ignore zone), added while the model's
+    """Given a stream filtering on "person" (or ignoring it in an ignore zone, or filtering it by a class
+    filter), added while the model's
     classes were unknown, when the first request describes the model, then the stream says why it cannot
     work, once, with the fix, and none of its later frames goes to the server."""
     model = _DescribedByFirstRequest()

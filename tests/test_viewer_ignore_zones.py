@@ -405,6 +405,14 @@ async def test_the_panel_says_how_many_detections_the_streams_filters_ignored_so
     assert await page.evaluate(IGNORED_SAID) >= first, "so far: it goes on through a change of the options"
     assert (await client.patch("/api/streams/cam", json={"min_area": 0.0})).status == 200
     await page.wait_for_selector(IGNORED_LINE, state="hidden", timeout=WAIT_MS)
+
+    # So does a class filter's own area bound; one of a conf alone keeps nothing from the tracker.
+    bounded = {"class_filters": {"square": {"min_area": 0.5}}}
+    assert (await client.patch("/api/streams/cam", json=bounded)).status == 200
+    await page.wait_for_selector(IGNORED_LINE, state="visible", timeout=WAIT_MS)
+    stricter = {"class_filters": {"square": {"conf": 0.5}}}
+    assert (await client.patch("/api/streams/cam", json=stricter)).status == 200
+    await page.wait_for_selector(IGNORED_LINE, state="hidden", timeout=WAIT_MS)
     assert console.errors == []
 
 

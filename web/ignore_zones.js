@@ -40,10 +40,17 @@ export function limitsText(shape) {
 
 /**
  * Whether the stream's `options` keep any detection from its tracker (ignore zones, `min_area` above 0,
- * `max_area` under 1): only then is what they kept worth a line under the list (ignoredText()).
+ * `max_area` under 1, a class filter's own of either): only then is what they kept worth a line under the
+ * list (ignoredText()).
  */
 export function filtersObjects(options) {
-  return Boolean(options?.ignore_zones?.length) || options?.min_area > 0 || options?.max_area < 1;
+  const bounded = (own) => own?.min_area !== undefined || own?.max_area !== undefined;
+  return (
+    Boolean(options?.ignore_zones?.length) ||
+    options?.min_area > 0 ||
+    options?.max_area < 1 ||
+    Object.values(options?.class_filters ?? {}).some(bounded)
+  );
 }
 
 /** The stream's `detections_ignored` (a count so far) as the line under the list says it. */

@@ -10,6 +10,8 @@ import re
 
 #: What TOML's basic strings must not hold as they are: the quote, the backslash and control characters.
 TOML_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+#: A key TOML takes as it is; any other is written as a string (a class filter's ``"traffic light"``).
+TOML_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 TOML_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
@@ -20,6 +22,11 @@ def toml_string(text: str) -> str:
     as a pair of surrogate escapes, which TOML refuses, so the file saved would not load again.
     """
     return '"' + TOML_ESCAPED.sub(_toml_escape, text) + '"'
+
+
+def toml_key(key: str) -> str:
+    """``key`` as a TOML key: bare where TOML allows it, else a basic string."""
+    return key if TOML_BARE_KEY.match(key) else toml_string(key)
 
 
 def _toml_escape(match: re.Match[str]) -> str:

@@ -22,6 +22,7 @@ closes the backend first, which ends what is out at once: a hung server never ho
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -53,7 +54,7 @@ from server.inference.pace import BusyShare
 from server.inference.registration import StreamRegistration, StreamStats
 from server.options import MODEL_IMGSZ, StreamOptions
 from server.sources.base import LatestFrame
-from server.tracking.filters import class_ids
+from server.tracking.filters import class_filters_by_id, class_ids
 from server.tracking.stream import StreamTracker
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ MODEL_LOAD_TIMEOUT_S = 600.0
 #: call nor the tracker's own state depends on them (the object filter before it follows them,
 #: `StreamTracker.follow`). Any other change restarts the stream.
 IN_PLACE_OPTIONS = ("zones", "lines", "process_fps", "min_area", "max_area", "ignore_zones")
+#: Whose classes a stream's misfit option names, by its key (`InferenceWorker._unfit`'s advice).
+_WHOSE_CLASSES = {"ignore_zones": "its ignore zones", "class_filters": "its class filters"}
 
 
 class InferenceWorker:
@@ -179,8 +182,9 @@ class InferenceWorker:
             log.warning("inference thread did not stop within %.1f s", JOIN_TIMEOUT_S)
 
     def check_options(self, options: StreamOptions) -> None:
-        """Raise ValueError if ``options`` do not fit the loaded model (a class name it does not know, an
-        ``imgsz`` other than the one input size a static export or a Triton model takes).
+        """Raise ValueError if ``options`` do not fit the loaded model (a class name it does not know, in the
+        stream's classes, a shape's or a class filter; an ``imgsz`` other than the one input size a static
+        export or a Triton model takes).
 
         Without this such a stream would run the model on every frame and fail in its tracker each time,
         or be shown at an ``imgsz`` its frames are not letterboxed to. A remote model whose server has
@@ -191,6 +195,7 @@ class InferenceWorker:
         if names:
             class_ids(names, options.classes)
             check_classes(options.zones, options.lines, names, options.ignore_zones)
+            class_filters_by_id(names, options)
         backend = self._backend
         fixed = None if backend is None else backend.fixed_shape
         if fixed is not None and options.imgsz is not None and options.imgsz != max(fixed):
@@ -454,8 +459,8 @@ class InferenceWorker:
         return jobs
 
     def _unfit(self, registration: StreamRegistration) -> str | None:
-        """Why the stream's class filter, or an ignore zone's, can never fit the model (a class it lacks);
-        None if it fits, or while the model's classes are not known.
+        """Why the stream's classes, an ignore zone's or a class filter can never fit the model (a class it
+        lacks); None if it fits, or while the model's classes are not known.
 
         `check_options` refuses such a stream when it is added, but cannot while a remote model was
         never described (its server down at start): the stream is checked here once the model's
@@ -469,19 +474,19 @@ class InferenceWorker:
             try:
                 class_ids(names, registration.options.classes)
                 check_classes((), (), names, registration.options.ignore_zones)
+                class_filters_by_id(names, registration.options)
             except ValueError as exc:
                 # Told here, with the fix: `_fail` must not tell it again as one frame's failure.
                 registration.options_error = registration.told_error = str(exc)
-                key = str(exc).partition(".")[0].partition(":")[0]  # "classes" or "ignore_zones[0]"
-                whose = "its ignore zones" if key.startswith("ignore_zones") else "the stream"
+                key = re.split(r"[.:\[]", str(exc), maxsplit=1)[0]  # "classes", "ignore_zones" or "class_filters"
                 log.warning(
                     "[%s] none of its frames can be processed: %s; give %s classes the model knows "
                     "(PATCH /api/streams/%s, or its config file's %s and restart segcast)",
                     registration.stream_id,
                     exc,
-                    whose,
+                    _WHOSE_CLASSES.get(key, "the stream"),
                     registration.stream_id,
-                    "ignore_zones" if whose != "the stream" else "classes",
+                    key,
                 )
                 if self._on_unfit is not None:
                     try:

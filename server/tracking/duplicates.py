@@ -8,8 +8,9 @@ partly hidden (scene seed 7 and the occlusion family: tools/track_report.py, doc
 
 Two rules, one for weak detections and one for confident ones, among the detections a stream keeps
 (its classes, down to its tracker's least confidence):
-- a weak detection (under the stream's ``conf``) mostly inside a confident one's *box* is a part of
-  that object, not the partly hidden object it is passed on for (which sticks out of what hides it);
+- a weak detection (under the stream's ``conf``, or its class filter's) mostly inside a confident one's
+  *box* is a part of that object, not the partly hidden object it is passed on for (which sticks out of
+  what hides it);
 - a confident detection whose *mask* lies mostly inside a more confident one's of the same class is
   a part of that object. Masks, not boxes: in one frame each pixel shows one object, so the masks of
   two objects barely overlap even where one's box lies inside the other's (a small object seen in the
@@ -32,8 +33,9 @@ NESTED_BOX_SHARE = 0.5
 NESTED_MASK_SHARE = 0.8
 
 
-def seen_twice(detections: Detections, conf: float) -> np.ndarray:
-    """Which of ``detections`` are another of them seen again, by the two rules above (``conf``: the stream's)."""
+def seen_twice(detections: Detections, conf: float | np.ndarray) -> np.ndarray:
+    """Which of ``detections`` are another of them seen again, by the two rules above (``conf``: the stream's,
+    or each detection's own, its class's)."""
     boxes = detections.boxes
     found = np.zeros(len(boxes), bool)
     if len(boxes) < 2:

@@ -1,11 +1,11 @@
 """A stream's object filter: detections too small, too large or in an ignore zone never reach its tracker.
 
-Frigate's users know these as ``min_area``, ``max_area`` and object masks: the filters that keep a
-statue, a poster or the road beyond the fence from ever being a person. They act before the tracker,
-so an ignored detection never starts a track, never takes a real object's id, and is never drawn,
-counted or sent; an object that walks into an ignore zone is, to the tracker, hidden there, and
-segtrack finds it again as it comes out as it does behind a pillar. An ignore zone is judged by the
-share of the detection's mask inside it (its box for a detection-only model), the rule zones count by.
+Frigate's users know these as ``min_area``, ``max_area`` (the stream's, or a class filter's own) and object
+masks: the filters that keep a statue, a poster or the road beyond the fence from ever being a person. They
+act before the tracker, so an ignored detection never starts a track, never takes a real object's id, and is
+never drawn, counted or sent; an object that walks into an ignore zone is, to the tracker, hidden there, and
+segtrack finds it again as it comes out as it does behind a pillar. An ignore zone is judged by the share of
+the detection's mask inside it (its box for a detection-only model), the rule zones count by.
 
 The filter follows the stream's options as they change in place (`StreamTracker.follow`). The zones'
 pixels are worked out once per frame size, as a zone's are: one in pixels beyond the frame (drawn for
@@ -22,7 +22,7 @@ from server.analytics.shapes import IgnoreZone, resolve_zone
 from server.analytics.zone_membership import ZoneMask, object_area, share_inside
 from server.inference.detections import Detections
 from server.options import StreamOptions
-from server.tracking.filters import class_ids
+from server.tracking.filters import class_filters_by_id, class_ids
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,21 @@ class ObjectFilter:
     def __init__(
         self, stream_id: str, options: StreamOptions, class_names: dict[int, str], told: tuple[str, ...] = ()
     ) -> None:
-        """Raises ValueError naming an ignore zone's class the model (``class_names``) does not know.
-        ``told``: the problems the log has told already (those of the filter this one replaces)."""
+        """Raises ValueError naming an ignore zone's or a class filter's class the model (``class_names``) does
+        not know. ``told``: the problems the log has told already (those of the filter this one replaces)."""
         self.stream_id = stream_id
         self.min_area, self.max_area = options.min_area, options.max_area
         self.ignore_zones = options.ignore_zones
+        self.class_filters = options.class_filters
+        #: The classes whose area bounds are their own: class id -> (least, most) share of the frame.
+        self._class_bounds = {
+            class_id: (
+                self.min_area if own.min_area is None else own.min_area,
+                self.max_area if own.max_area is None else own.max_area,
+            )
+            for class_id, own in class_filters_by_id(class_names, options).items()
+            if (own.min_area, own.max_area) != (None, None)
+        }
         #: Per ignore zone, the class ids it ignores (None: every class).
         self._classes: list[frozenset[int] | None] = []
         for i, zone in enumerate(self.ignore_zones):
@@ -56,14 +66,15 @@ class ObjectFilter:
     @property
     def active(self) -> bool:
         """Whether it may drop anything: the defaults keep every detection at no cost."""
-        return bool(self.ignore_zones) or self.min_area > 0.0 or self.max_area < 1.0
+        return bool(self.ignore_zones or self._class_bounds) or self.min_area > 0.0 or self.max_area < 1.0
 
     def same_as(self, options: StreamOptions) -> bool:
         """Whether ``options`` filter as this does (a change in place that left the filter alone)."""
-        return (options.min_area, options.max_area, options.ignore_zones) == (
+        return (options.min_area, options.max_area, options.ignore_zones, options.class_filters) == (
             self.min_area,
             self.max_area,
             self.ignore_zones,
+            self.class_filters,
         )
 
     def keep(self, detections: Detections, shape: tuple[int, ...]) -> np.ndarray:
@@ -77,8 +88,13 @@ class ObjectFilter:
             return kept
         boxes = detections.boxes[:, :4]
         share = _clipped_area(boxes, width, height) / float(width * height)
-        kept &= (share >= self.min_area) & (share <= self.max_area)
         class_of = detections.class_ids
+        # In the shares' own precision, as the stream's bounds are compared: a box of exactly a bound is seen.
+        least, most = np.full_like(share, self.min_area), np.full_like(share, self.max_area)
+        for class_id, (low, high) in self._class_bounds.items():
+            mine = class_of == class_id
+            least[mine], most[mine] = low, high
+        kept &= (share >= least) & (share <= most)
         for zone, ignored_classes, mask in placed:
             for index in np.flatnonzero(kept & _overlapping(boxes, mask)):
                 if ignored_classes is not None and int(class_of[index]) not in ignored_classes:

@@ -42,7 +42,7 @@ from server.frames import Frame, Track, TrackEvent, TrackEventKind
 from server.inference.detections import Detections
 from server.options import SEGTRACK, StreamOptions
 from server.tracking.duplicates import seen_twice
-from server.tracking.filters import class_ids, detection_conf
+from server.tracking.filters import class_filters_by_id, class_ids, detection_conf
 from server.tracking.object_filter import ObjectFilter
 from server.tracking.rate import ProcessingRate
 from server.tracking.segtrack import SegTracker
@@ -113,7 +113,8 @@ class StreamTracker:
     It also applies the stream's own detection filter (classes, max detections, and confidence down
     to `detection_conf`), so that streams with different thresholds can share one batched model call
     run at the lowest of them. The tracker sees detections under the stream's ``conf``. A track is
-    reported from the first frame its detection reaches ``conf``, and from then on in every frame the
+    reported from the first frame its detection reaches ``conf`` (its class filter's, where it has one:
+    `StreamOptions.class_filters`), and from then on in every frame the
     tracker continues it, on weaker detections too: a partly hidden object scores low, and its box
     would blink out while it is still followed (ByteTrack's second association exists to keep those
     tracks, and ultralytics' ``track`` reports them). Not thread-safe: the inference thread is its
@@ -137,6 +138,10 @@ class StreamTracker:
         self._class_ids = class_ids(class_names, options.classes)
         self._tracker_conf = detection_conf(options)
         self._filter = ObjectFilter(stream_id, options, class_names)
+        #: The confidence a track of each class id needs to be reported, where a class filter sets its own.
+        self._class_conf = {
+            class_id: own.conf for class_id, own in class_filters_by_id(class_names, options).items() if own.conf
+        }
         #: Detections its object filter kept from the tracker, since the stream's first tracker (`follows`).
         self.ignored: int = 0 if follows is None else follows.ignored
         self._tracker = make_tracker(options)
@@ -234,7 +239,7 @@ class StreamTracker:
         """What the tracker's ``rows`` report, with boxes and outlines; ``history``: the tracks reported so far."""
         seen: list[_Reported] = []
         # Compared as the model's own numbers (float32), converted to Python's once for all rows.
-        below = (rows[:, 5].astype(np.float32) < np.float32(self._options.conf)).tolist() if len(rows) else []
+        below = (rows[:, 5].astype(np.float32) < self._report_conf(rows[:, 6])).tolist() if len(rows) else []
         boxes = detections.boxes[:, :4].tolist()
         for row, weak in zip(rows.tolist(), below, strict=True):
             track_id, class_id, index = int(row[4]) + id_base, int(row[6]), int(row[7])
@@ -277,13 +282,20 @@ class StreamTracker:
             ignored = len(seen) - int(seen.sum())
         indices = np.flatnonzero(keep)
         kept = detections if len(indices) == len(conf) else detections.select(indices)
-        indices = indices[~seen_twice(kept, self._options.conf)]
+        indices = indices[~seen_twice(kept, self._report_conf(kept.class_ids))]
         if len(indices) > self._options.max_det:
             indices = indices[np.argsort(-conf[indices], kind="stable")[: self._options.max_det]]
             indices.sort()
         if len(indices) == len(conf):
             return detections, ignored
         return detections.select(indices), ignored
+
+    def _report_conf(self, class_ids: np.ndarray) -> np.ndarray:
+        """The confidence a detection of each of ``class_ids`` needs to be reported, as the model's float32."""
+        conf = np.full(len(class_ids), self._options.conf, dtype=np.float32)
+        for class_id, own in self._class_conf.items():
+            conf[class_ids == class_id] = own
+        return conf
 
     def _observe(
         self,
