@@ -54,7 +54,7 @@ from server.inference.pace import BusyShare
 from server.inference.registration import StreamRegistration, StreamStats
 from server.options import MODEL_IMGSZ, StreamOptions
 from server.sources.base import LatestFrame
-from server.tracking.filters import class_filters_by_id, class_ids
+from server.tracking.filters import check_tracked_classes
 from server.tracking.stream import StreamTracker
 
 if TYPE_CHECKING:
@@ -193,9 +193,8 @@ class InferenceWorker:
         """
         names = self.class_names
         if names:
-            class_ids(names, options.classes)
-            check_classes(options.zones, options.lines, names, options.ignore_zones)
-            class_filters_by_id(names, options)
+            check_tracked_classes(names, options)
+            check_classes(options.zones, options.lines, names)
         backend = self._backend
         fixed = None if backend is None else backend.fixed_shape
         if fixed is not None and options.imgsz is not None and options.imgsz != max(fixed):
@@ -472,9 +471,7 @@ class InferenceWorker:
         if not registration.classes_checked and (names := self.class_names):
             registration.classes_checked = True
             try:
-                class_ids(names, registration.options.classes)
-                check_classes((), (), names, registration.options.ignore_zones)
-                class_filters_by_id(names, registration.options)
+                check_tracked_classes(names, registration.options)
             except ValueError as exc:
                 # Told here, with the fix: `_fail` must not tell it again as one frame's failure.
                 registration.options_error = registration.told_error = str(exc)

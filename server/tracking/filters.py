@@ -5,7 +5,7 @@ have filters of their own."""
 
 from __future__ import annotations
 
-from server.analytics.shapes import unknown_class
+from server.analytics.shapes import check_classes, unknown_class
 from server.options import ClassFilter, StreamOptions
 
 
@@ -39,3 +39,12 @@ def class_filters_by_id(class_names: dict[int, str], options: StreamOptions) -> 
         if name not in by_name:
             raise ValueError(f"class_filters.{name}: {unknown_class(name, class_names)}")
     return {by_name[name]: own for name, own in options.class_filters}
+
+
+def check_tracked_classes(class_names: dict[int, str], options: StreamOptions) -> None:
+    """ValueError naming the first class the model (``class_names``) lacks among those the stream's tracking
+    filters by: its ``classes``, its ignore zones' and its class filters', without which its tracker takes no
+    frame. A zone's or a line's class the model lacks costs no frame (`check_classes` checks those apart)."""
+    class_ids(class_names, options.classes)
+    check_classes((), (), class_names, options.ignore_zones)
+    class_filters_by_id(class_names, options)
