@@ -205,28 +205,36 @@ class DamagedPictures:
 class MediaClock:
     """Each decoded frame's media time, in seconds: its timestamp, else an estimate on the same clock.
 
-    Frames of a stream without real timestamps (MJPEG, a raw H.264 stream) get their arrival time since
-    the first, or, in a finite video (a raw H.264 file), their place at ``fps``: it comes faster than it
-    plays. A stream with timestamps can still hand over a frame without one: FFmpeg's RTSP demuxer does,
-    for a camera's first picture and now and then one later. Such a frame after stamped ones follows the
-    last frame by one at ``fps``. Taken from the wall clock, it mixed two clocks: a camera's frames
-    buffered while a loaded machine opened the stream came at once, so a picture 4 s into the camera's
-    clock arrived 1 s into ours, behind the 2 s one before it, and the reader held it at that one's time.
+    Frames of a format without timestamps (MJPEG, a raw H.264 stream) get their arrival time since the
+    clock was made, or, in a finite video (a raw H.264 file), their place at ``fps``: it comes faster
+    than it plays. A format with timestamps (``stamped``) can still hand over a frame without one:
+    FFmpeg's RTSP demuxer does, for a camera's first picture and now and then one later. Such a frame
+    follows the frame before by the interval its stamped frames showed (one at ``fps`` until two came),
+    the first starting at 0, where the camera's clock starts. Taken from the wall clock, it mixed two
+    clocks: a camera's frames buffered while a loaded machine opened the stream came at once, so a
+    picture 4 s into the camera's clock arrived 1 s into ours, behind the 2 s one before it, and the
+    reader held it at that one's time; and a first picture timed by its arrival lay behind the stamped
+    one after it. At the declared rate alone, a 30 fps camera declaring 10 had its next frames held.
     """
 
-    def __init__(self, time_base: float, live: bool, fps: float) -> None:
-        self._time_base, self._live, self._fps = time_base, live, fps
+    def __init__(self, time_base: float, live: bool, fps: float, stamped: bool) -> None:
+        self._time_base, self._live, self._fps, self._stamped = time_base, live, fps, stamped
         self._started = time.monotonic()
         self._count = 0
         self._last = 0.0
-        self._stamped = False
+        self._step = 1 / fps if fps > 0 else 0.0
+        self._last_stamp: tuple[int, float] | None = None  # the last stamped frame: its count, its time
 
     def time_of(self, pts: int | None) -> float:
         """The media time of the next frame, whose timestamp is ``pts`` (None where it came without)."""
         if pts is not None and self._time_base:
-            media_time, self._stamped = pts * self._time_base, True
-        elif self._stamped and self._fps > 0:
-            media_time = self._last + 1 / self._fps
+            media_time = pts * self._time_base
+            if self._last_stamp is not None and media_time > self._last_stamp[1]:
+                count, stamp = self._last_stamp
+                self._step = (media_time - stamp) / (self._count - count)
+            self._last_stamp = (self._count, media_time)
+        elif self._stamped:
+            media_time = self._last + self._step if self._count else 0.0
         elif self._live:
             media_time = time.monotonic() - self._started
         else:
@@ -264,7 +272,7 @@ def decode_frames(
         damaged = DamagedPictures()
     wall_clock = container.format.name in WALL_CLOCK_FORMATS
     time_base = float(stream.time_base) if stream.time_base and not wall_clock else 0.0
-    clock = MediaClock(time_base, live, fps)
+    clock = MediaClock(time_base, live, fps, stamped=bool(time_base) and not container.format.flags & NO_TIMESTAMPS)
     last_frame = last_packet = time.monotonic()
     upright_image = UprightImages()
     index = 0
