@@ -55,7 +55,7 @@ from server.http.access.policy import (
 from server.http.network.listen import DEFAULT_HOST, DEFAULT_PORT
 from server.inference.models import DEFAULT_MODEL
 from server.inference.options import InferenceOptions
-from server.options import StreamOptions
+from server.options import FRIGATE_KEYS, StreamOptions
 from server.sources.base import MAX_FRAME_SIDE_PX
 
 #: ``\Z``, not ``$``: "$" also matches before a final newline, and "cam\n" broke headers and log lines.
@@ -531,7 +531,7 @@ def _unknown_key(where: str, key: str, keys: tuple[str, ...], header: str | None
     """``key`` refused where the table has ``keys``: with the one meant where it is close to one of them,
     and, in the file's table ``header``, the tables that have it, where it may have been meant to go
     (``max_batch`` appended after a ``[[streams]]`` table is close to its ``max_det``, and [model]'s)."""
-    meant = did_you_mean(key, keys)
+    meant = (FRIGATE_KEYS.get(key) if "conf" in keys else None) or did_you_mean(key, keys)
     message = f"{_at(where, key)}: unknown key; known keys are {', '.join(keys)}{meant}"
     homes = [home for home, known in _TABLE_KEYS.items() if key in known]
     if header is None or not homes:

@@ -99,6 +99,14 @@ def tracker_kinds() -> tuple[str, ...]:
 
 #: What a class's own filter may set, over the stream's value of the same name.
 CLASS_FILTER_KEYS = ("conf", "min_area", "max_area")
+#: Frigate's filter keys that people moving over write, with what segcast calls them.
+FRIGATE_KEYS = {
+    "threshold": "; Frigate's threshold and min_score are segcast's conf",
+    "min_score": "; Frigate's threshold and min_score are segcast's conf",
+    "mask": "; Frigate's object masks are segcast's ignore_zones (with the classes each ignores)",
+    "min_ratio": "; segcast has no bound on a box's shape (Frigate's min_ratio and max_ratio)",
+    "max_ratio": "; segcast has no bound on a box's shape (Frigate's min_ratio and max_ratio)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +184,7 @@ class StreamOptions:
         known = sorted(f.name for f in dataclasses.fields(cls))
         unknown = sorted(set(values) - set(known))
         if unknown:
-            meant = did_you_mean(unknown[0], known)
+            meant = FRIGATE_KEYS.get(unknown[0]) or did_you_mean(unknown[0], known)
             raise ValueError(f"{unknown[0]}: unknown stream option; known options are {', '.join(known)}{meant}")
         conf = _conf(values, base.conf)
         iou = _fraction(values, "iou", base.iou)
@@ -214,8 +222,7 @@ class StreamOptions:
         if "class_filters" in values:
             class_filters = _class_filters(values["class_filters"], min_area, max_area)
         else:  # the base's, under the stream's bounds as given
-            changed = "max_area" if "max_area" in values else "min_area"
-            class_filters = _still_bounded(base.class_filters, min_area, max_area, changed)
+            class_filters = _still_bounded(base.class_filters, min_area, max_area, given=False)
         _check_shape_classes(zones, lines, classes, values)
         return cls(
             conf,
@@ -237,8 +244,12 @@ class StreamOptions:
 
     @property
     def lowest_conf(self) -> float:
-        """The lowest confidence any class is reported at: the stream's ``conf`` or a class filter's under it."""
-        return min([self.conf, *(own.conf for _, own in self.class_filters if own.conf is not None)])
+        """The lowest confidence any class the stream tracks is reported at: its ``conf``, or a class filter's
+        under it. One of a class its ``classes`` leaves out lowers nothing: the model's call and the tracks'
+        start thresholds would follow it down for a class nobody sees (one of ``[stream_defaults]`` may name
+        classes a stream does not track, as an ignore zone may)."""
+        tracked = [own.conf for name, own in self.class_filters if not self.classes or name in self.classes]
+        return min([self.conf, *(conf for conf in tracked if conf is not None)])
 
     def tracker_config(self) -> dict[str, TrackerValue]:
         """The full tracker configuration: ultralytics' defaults for the kind with this stream's overrides.
@@ -321,8 +332,8 @@ def _area_share(values: Mapping[str, Any], key: str, default: float) -> float:
     if (whole := _whole(value)) is not None and whole > 1:
         raise ValueError(
             f"{key}: expected a share of the frame from 0 to 1, got {echoed(value)} (for an area in pixels, divide "
-            f"it by the frame's width times its height: {echoed(value)} px of 1920x1080 is "
-            f"{value / (1920 * 1080):.3g})"
+            f"it by the width times the height of the picture it was measured on, Frigate's detect size: "
+            f"{echoed(value)} px of 1280x720 is {value / (1280 * 720):.3g})"
         )
     return _fraction(values, key, default)
 
@@ -342,7 +353,7 @@ def _class_filters(value: object, min_area: float, max_area: float) -> tuple[tup
             raise ValueError(f"{where}: expected a table with {' or '.join(CLASS_FILTER_KEYS)}, got {echoed(table)}")
         for key in table:
             if key not in CLASS_FILTER_KEYS:
-                meant = did_you_mean(key, list(CLASS_FILTER_KEYS))
+                meant = FRIGATE_KEYS.get(key) or did_you_mean(key, list(CLASS_FILTER_KEYS))
                 takes = ", ".join(CLASS_FILTER_KEYS)
                 raise ValueError(f"{where}.{key}: unknown key; a class filter takes {takes}{meant}")
         try:
@@ -358,20 +369,25 @@ def _class_filters(value: object, min_area: float, max_area: float) -> tuple[tup
 
 
 def _still_bounded(
-    filters: tuple[tuple[str, ClassFilter], ...], min_area: float, max_area: float, changed: str | None = None
+    filters: tuple[tuple[str, ClassFilter], ...], min_area: float, max_area: float, given: bool = True
 ) -> tuple[tuple[str, ClassFilter], ...]:
     """``filters``, once each class's area bounds (its own, else the stream's) are checked to leave room.
 
-    ``changed``: the stream's bound a change gave, the class filters being its own already: it is the key named.
+    The key named is the class filter's bound where ``given`` (the filters are what is being set), else
+    the stream's: the filters were there before (the stream's own, or ``[stream_defaults]``'s).
     """
     for name, own in filters:
         low = min_area if own.min_area is None else own.min_area
         high = max_area if own.max_area is None else own.max_area
         if low >= high:
-            key = changed or f"class_filters.{name}.{'min_area' if own.min_area is not None else 'max_area'}"
+            lows = f"{name}'s" if own.min_area is not None else "the stream's"
+            highs = f"{name}'s" if own.max_area is not None else "the stream's"
+            if given:
+                key = f"class_filters.{name}.{'min_area' if own.min_area is not None else 'max_area'}"
+            else:
+                key = "min_area" if own.min_area is None else "max_area"
             raise ValueError(
-                f"{key}: {name}'s min_area ({low:g}) must be below its max_area ({high:g}), or no {name} is ever "
-                f"seen{f'; change class_filters.{name} with it' if changed else ''}"
+                f"{key}: {lows} min_area ({low:g}) must be below {highs} max_area ({high:g}), or no {name} is ever seen"
             )
     return filters
 

@@ -54,7 +54,7 @@ class StreamInfo:
     pace: PaceVerdict = field(default_factory=PaceVerdict)  # whether inference keeps up (`StreamManager.check_pace`)
     #: Frames its ``process_fps`` left out: by choice, never sent to the model (unlike ``frames_dropped``).
     frames_thinned: int = 0
-    #: Detections its object filter (``min_area``, ``max_area``, ``ignore_zones``) kept from its tracker.
+    #: Detections its object filter (``min_area``, ``max_area``, ``ignore_zones``, class filters) kept from its tracker.
     detections_ignored: int = 0
 
     @property

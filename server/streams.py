@@ -537,8 +537,11 @@ class StreamManager:
 def _changed_in_place(current: StreamConfig, wanted: StreamConfig) -> tuple[str, ...]:
     """The options of `IN_PLACE_OPTIONS` ``wanted`` changes, where it changes nothing else (a change made
     in place); none where it changes anything else too, or nothing. (``from_api`` changes only with the
-    ``uri``: the API keeps it for a stream that had it.)"""
+    ``uri``: the API keeps it for a stream that had it.) A class filter's ``conf`` that moves the stream's
+    lowest one changes the model's call and the tracker's start thresholds: not in place."""
     if (wanted.uri, wanted.loop) != (current.uri, current.loop):
+        return ()
+    if wanted.options.lowest_conf != current.options.lowest_conf:
         return ()
     kept = {name: getattr(wanted.options, name) for name in IN_PLACE_OPTIONS}
     if dataclasses.replace(current.options, **kept) != wanted.options:

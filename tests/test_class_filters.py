@@ -7,6 +7,7 @@ the stream's for the others.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,19 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 
+from server import streams
 from server.config import StreamConfig, load_config
+from server.config_values import ConfigError
 from server.options import StreamOptions
 from server.persist import write_config
+from server.sources import StreamState
 from server.tracking.filters import detection_conf
 from server.tracking.object_filter import ObjectFilter
 from server.tracking.stream import StreamTracker
 from tests.support.detections import NAMES
 from tests.test_object_filter import FPS, frame, kept_rows, masked
+from tests.test_option_changes_keep_video import FixedModel, Listener
+from tests.test_option_changes_keep_video import start as start  # a fixture, for the test below that uses it
 
 DISC, SQUARE = NAMES[0], NAMES[1]
 
@@ -50,6 +56,8 @@ def test_a_class_filters_conf_holds_for_its_class_and_the_streams_for_the_others
     stricter = StreamOptions.from_mapping({"class_filters": {DISC: {"conf": 0.6}}})
     assert reported_classes(stricter, 0.5) == {1}, "a disc at 0.5 is under its class's 0.6"
     assert reported_classes(stricter, 0.65) == {0, 1}
+    exact = StreamOptions.from_mapping({"class_filters": {DISC: {"conf": 0.7}}})
+    assert reported_classes(exact, 0.7) == {0, 1}, "compared as the model's float32, a detection at it reaches it"
 
 
 def test_a_class_filters_conf_under_the_streams_reports_that_class_from_there() -> None:
@@ -60,6 +68,20 @@ def test_a_class_filters_conf_under_the_streams_reports_that_class_from_there() 
     assert reported_classes(lenient, 0.2) == {1}
     assert detection_conf(lenient) == pytest.approx(0.1), "down to the tracker's track_low_thresh"
     assert lenient.tracker_config()["new_track_thresh"] == pytest.approx(0.15)
+
+
+def test_a_weak_detection_inside_a_confident_ones_box_is_weak_by_its_own_classs_conf() -> None:
+    """A square at 0.3 inside a disc's box is a partly hidden square where squares are reported from 0.15,
+    not a part of the disc (the duplicate rule for detections under the stream's conf, 0.6 here)."""
+    image = np.zeros((200, 300, 3), np.uint8)
+    ys, xs = np.mgrid[:200, :300]
+    disc = (xs - 100) ** 2 + (ys - 100) ** 2 <= 60**2
+    square = (xs >= 110) & (xs < 150) & (ys >= 110) & (ys < 150) & ~disc
+    image[disc], image[square] = (40, 200, 90), (200, 60, 30)
+    detections = masked(image, [[40, 40, 160, 160, 0.9, 0], [110, 110, 150, 150, 0.3, 1]], [disc, square])
+    options = StreamOptions.from_mapping({"conf": 0.6, "class_filters": {SQUARE: {"conf": 0.15}}})
+    tracker = StreamTracker("cam", NAMES, options, FPS)
+    assert {track.class_id for i in range(3) for track in tracker.update(detections, frame(i, image))[0]} == {0, 1}
 
 
 def test_a_class_filters_area_bounds_hold_for_its_class_and_the_streams_for_the_others() -> None:
@@ -87,13 +109,28 @@ def test_a_class_filters_area_bounds_hold_for_its_class_and_the_streams_for_the_
         ({"class_filters": [DISC]}, "class_filters: expected a table of class names, each with its conf, min_area, "),
         ({"class_filters": {DISC: {}}}, "class_filters.disc: expected a table with conf or min_area or max_area"),
         ({"class_filters": {DISC: 0.5}}, "class_filters.disc: expected a table with conf or min_area or max_area"),
-        ({"class_filters": {DISC: {"min_score": 0.5}}}, "class_filters.disc.min_score: unknown key; a class filter "),
+        (
+            {"class_filters": {DISC: {"min_score": 0.5}}},
+            "class_filters.disc.min_score: unknown key; a class filter takes conf, min_area, max_area; Frigate's "
+            "threshold and min_score are segcast's conf",
+        ),
+        ({"threshold": 0.7}, "threshold: unknown stream option; known options are agnostic_nms, class_filters, "),
+        (
+            {"class_filters": {DISC: {"mask": []}}},
+            "class_filters.disc.mask: unknown key; a class filter takes conf, min_area, max_area; Frigate's object "
+            "masks are segcast's ignore_zones (with the classes each ignores)",
+        ),
         ({"class_filters": {DISC: {"cnof": 0.5}}}, "class_filters.disc.cnof: unknown key; a class filter takes conf"),
         ({"class_filters": {DISC: {"conf": 0.001}}}, "class_filters.disc.conf: expected a number from 0.01 to 1"),
-        ({"class_filters": {DISC: {"min_area": 5000}}}, "class_filters.disc.min_area: expected a share of the frame"),
+        (
+            {"class_filters": {DISC: {"min_area": 5000}}},
+            "class_filters.disc.min_area: expected a share of the frame from 0 to 1, got 5000 (for an area in "
+            "pixels, divide it by the width times the height of the picture it was measured on, Frigate's detect "
+            "size: 5000 px of 1280x720 is 0.00543)",
+        ),
         (
             {"max_area": 0.4, "class_filters": {DISC: {"min_area": 0.5}}},
-            "class_filters.disc.min_area: disc's min_area (0.5) must be below its max_area (0.4), or no disc is ever",
+            "class_filters.disc.min_area: disc's min_area (0.5) must be below the stream's max_area (0.4), or no disc",
         ),
     ],
 )
@@ -103,12 +140,89 @@ def test_a_class_filter_that_cannot_work_is_refused_naming_its_key(values: dict[
     assert str(refused.value).startswith(error), str(refused.value)
 
 
-def test_a_stream_bound_changed_under_a_class_filter_names_the_key_changed() -> None:
-    """A PATCH of max_area alone, under a class filter's min_area, is refused naming max_area, with the fix."""
+def test_a_stream_bound_under_a_class_filter_it_already_has_names_the_streams_bound() -> None:
+    """A PATCH of the stream's bounds, or a stream under [stream_defaults]' class filters: the stream's bound that
+    collides is the key, whichever of the two the PATCH gave."""
     own = StreamOptions.from_mapping({"class_filters": {DISC: {"min_area": 0.3}}})
-    with pytest.raises(ValueError, match=r"^max_area: disc's min_area \(0\.3\) must be below its max_area \(0\.2\)"):
+    with pytest.raises(
+        ValueError, match=r"^max_area: disc's min_area \(0\.3\) must be below the stream's max_area \(0\.2"
+    ):
         StreamOptions.from_mapping({"max_area": 0.2}, own, keep_settings=True)
     assert StreamOptions.from_mapping({"max_area": 0.2, "class_filters": {}}, own).class_filters == ()
+    capped = StreamOptions.from_mapping({"class_filters": {DISC: {"max_area": 0.3}}})
+    with pytest.raises(ValueError, match=r"^min_area: the stream's min_area \(0\.4\) must be below disc's max_area"):
+        StreamOptions.from_mapping({"min_area": 0.4, "max_area": 0.9}, capped)
+
+
+def test_a_class_filter_of_a_class_the_stream_does_not_track_lowers_nothing() -> None:
+    """One of [stream_defaults] for a class a stream leaves out would run the model low for nothing seen."""
+    options = StreamOptions.from_mapping({"classes": [DISC], "class_filters": {SQUARE: {"conf": 0.05}}})
+    assert options.lowest_conf == 0.25 and detection_conf(options) == pytest.approx(0.1)
+    assert options.tracker_config()["new_track_thresh"] == pytest.approx(0.25)
+
+
+def test_a_track_takes_a_class_only_on_a_detection_at_that_classs_conf() -> None:
+    """A track reported as a square, then seen as a disc under the disc's own conf, stays a square (its box
+    still shown); a disc detection at that conf makes it a disc. Without this, a class's conf was bypassed by
+    any track that started as another class (a Frigate user's review)."""
+    image = np.zeros((200, 300, 3), np.uint8)
+    ys, xs = np.mgrid[:200, :300]
+    shape = (xs >= 40) & (xs < 100) & (ys >= 70) & (ys < 130)
+    image[shape] = (40, 200, 90)
+
+    def seen_as(class_id: int, confidence: float) -> Any:
+        return masked(image, [[40, 70, 100, 130, confidence, class_id]], [shape])
+
+    options = StreamOptions.from_mapping({"class_filters": {DISC: {"conf": 0.9}}})
+    tracker = StreamTracker("cam", NAMES, options, FPS)
+    sequence = [seen_as(1, 0.6)] * 2 + [seen_as(0, 0.8)] * 6 + [seen_as(0, 0.95)] * 4
+    tracks = [tracker.update(detections, frame(i, image))[0] for i, detections in enumerate(sequence)]
+    assert all(len(found) == 1 for found in tracks), "the object is shown in every frame"
+    assert len({found[0].track_id for found in tracks}) == 1
+    classes = [found[0].class_name for found in tracks]
+    assert classes[:8] == [SQUARE] * 8, classes
+    assert classes[-1] == DISC, classes
+
+
+def test_a_running_stream_takes_class_filters_in_place_unless_they_lower_its_least_conf(
+    start: Callable[..., tuple[streams.StreamManager, Listener]],
+) -> None:
+    """Area bounds and a conf above the stream's change on the running stream (its ids go on, as for its own
+    min_area); a conf under it changes the model's call and the tracks' start: the stream's tracking restarts."""
+    config = StreamConfig("yard", "scene:?seed=1")
+    manager, listener = start(config, FixedModel())
+    [before] = next_ids(listener)
+    for kept in ({SQUARE: {"min_area": 0.001, "max_area": 0.9}}, {SQUARE: {"conf": 0.5}}):
+        changed = dataclasses.replace(config, options=StreamOptions.from_mapping({"class_filters": kept}))
+        assert manager.replace(changed).state is StreamState.LIVE
+        drain(listener)
+        assert [next_ids(listener) for _ in range(5)] == [[before]] * 5, kept
+    lower = StreamOptions.from_mapping({"class_filters": {SQUARE: {"conf": 0.2}}})
+    assert manager.replace(dataclasses.replace(config, options=lower)).state is StreamState.LIVE
+    drain(listener)
+    assert any(next_ids(listener) != [before] for _ in range(30)), "restarted: a new id"
+
+
+def drain(listener: Listener) -> None:
+    """Forget the results published so far: those of frames before a change."""
+    while not listener.results.empty():
+        listener.results.get_nowait()
+
+
+def next_ids(listener: Listener) -> list[int]:
+    """The track ids of the next result that has tracks."""
+    result = listener.next()
+    while not result.tracks:
+        result = listener.next()
+    return [track.track_id for track in result.tracks]
+
+
+def test_a_config_files_frigate_key_is_refused_with_segcasts_name_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text('[[streams]]\nid = "drive"\nuri = "scene:"\nthreshold = 0.7\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value).endswith("; Frigate's threshold and min_score are segcast's conf"), str(refused.value)
 
 
 def test_a_class_filter_of_a_class_the_model_lacks_is_refused_naming_it() -> None:
@@ -144,4 +258,6 @@ async def test_a_served_stream_takes_class_filters_and_refuses_a_class_the_model
     assert body["options"]["class_filters"] == {DISC: {"conf": 0.6, "min_area": 0.01}}
     refused = await client.patch("/api/streams/yard", json={"max_area": 0.005})
     assert refused.status == 400
-    assert (await refused.json())["error"].startswith("body.max_area: disc's min_area (0.01) must be below its")
+    assert (await refused.json())["error"].startswith(
+        "body.max_area: disc's min_area (0.01) must be below the stream's"
+    )

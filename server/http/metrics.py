@@ -103,7 +103,8 @@ def render_metrics(
     family(
         "segcast_detections_ignored_total",
         "counter",
-        "Detections the stream's min_area, max_area and ignore_zones kept from its tracker (never tracked nor sent).",
+        "Detections the stream's min_area, max_area, ignore_zones and class_filters kept from its tracker (never "
+        "tracked nor sent).",
         (({"stream": i.stream_id}, i.detections_ignored) for i in infos),
     )
     family(

@@ -70,9 +70,10 @@ IDLE_PROBE_AFTER_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 600.0
 #: The stream options `InferenceWorker.change_shapes` changes on a running stream: neither the model's
-#: call nor the tracker's own state depends on them (the object filter before it follows them,
-#: `StreamTracker.follow`). Any other change restarts the stream.
-IN_PLACE_OPTIONS = ("zones", "lines", "process_fps", "min_area", "max_area", "ignore_zones")
+#: call nor the tracker's own state depends on them (the object filter before it and the reporting gates
+#: after it follow them, `StreamTracker.follow`): ``class_filters`` only where the stream's lowest ``conf``
+#: stays as it was (`StreamOptions.lowest_conf`). Any other change restarts the stream.
+IN_PLACE_OPTIONS = ("zones", "lines", "process_fps", "min_area", "max_area", "ignore_zones", "class_filters")
 #: Whose classes a stream's misfit option names, by its key (`InferenceWorker._unfit`'s advice).
 _WHOSE_CLASSES = {"ignore_zones": "its ignore zones", "class_filters": "its class filters"}
 

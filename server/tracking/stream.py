@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -94,6 +94,9 @@ class _TrackHistory:
     points: deque[tuple[int, int]]  # recent centroids x, y: the trail, as each frame's track gives it
     times: deque[float]  # the media time of each of ``points``
     class_votes: dict[int, float]  # class id -> decayed sum of detection confidences
+    #: The confidence gates (`StreamTracker._gate`) a detection of the track has reached: only the classes
+    #: of those get its votes, so no class is reported on detections under its own ``conf``.
+    passed: set[int] = field(default_factory=set)
 
     def vote(self, class_id: int, confidence: float) -> int:
         """The track's class: the one with the most (recent) confidence over its life, not this frame's."""
@@ -103,8 +106,11 @@ class _TrackHistory:
         return max(self.class_votes, key=self.class_votes.__getitem__)
 
 
-#: What `StreamTracker` reads of a row of its tracker's: track id, class id, confidence, box, outline.
-_Reported = tuple[int, int, float, tuple[float, float, float, float], np.ndarray | None]
+#: What `StreamTracker` reads of a row of its tracker's: track id, class id, confidence, box, outline, and
+#: whether the confidence reached the class's ``conf``.
+_Reported = tuple[int, int, float, tuple[float, float, float, float], np.ndarray | None, bool]
+#: The gate of the classes without a ``conf`` of their own: the stream's.
+_STREAM_GATE = -1
 
 
 class StreamTracker:
@@ -114,7 +120,8 @@ class StreamTracker:
     to `detection_conf`), so that streams with different thresholds can share one batched model call
     run at the lowest of them. The tracker sees detections under the stream's ``conf``. A track is
     reported from the first frame its detection reaches ``conf`` (its class filter's, where it has one:
-    `StreamOptions.class_filters`), and from then on in every frame the
+    `StreamOptions.class_filters`; a track reported as a square is reported as a disc only once a detection of
+    it as a disc reaches the disc's), and from then on in every frame the
     tracker continues it, on weaker detections too: a partly hidden object scores low, and its box
     would blink out while it is still followed (ByteTrack's second association exists to keep those
     tracks, and ultralytics' ``track`` reports them). Not thread-safe: the inference thread is its
@@ -138,10 +145,7 @@ class StreamTracker:
         self._class_ids = class_ids(class_names, options.classes)
         self._tracker_conf = detection_conf(options)
         self._filter = ObjectFilter(stream_id, options, class_names)
-        #: The confidence a track of each class id needs to be reported, where a class filter sets its own.
-        self._class_conf = {
-            class_id: own.conf for class_id, own in class_filters_by_id(class_names, options).items() if own.conf
-        }
+        self._class_conf = _class_conf(class_names, options)
         #: Detections its object filter kept from the tracker, since the stream's first tracker (`follows`).
         self.ignored: int = 0 if follows is None else follows.ignored
         self._tracker = make_tracker(options)
@@ -171,18 +175,22 @@ class StreamTracker:
 
     def follow(self, options: StreamOptions) -> None:
         """Take the options a running stream changed in place (`InferenceWorker.change_shapes`) from its next
-        frame: ``process_fps`` as its pace, ``min_area``, ``max_area`` and ``ignore_zones`` as its object filter.
+        frame: ``process_fps`` as its pace, ``min_area``, ``max_area``, ``ignore_zones`` and ``class_filters`` as
+        its object filter and its classes' reporting gates (a change of these keeps the stream's lowest
+        ``conf``, which the model's call and the tracker's start thresholds follow: `IN_PLACE_OPTIONS`).
 
         A cap lowered to a frame every 10 s would otherwise make the first gap look like an outage,
         ending every track there (`ProcessingRate.capped`). Called with the stream's options before each
-        update; options it already follows change nothing. Raises ValueError for an ignore zone's class
-        the model does not know (a change checks them first: `InferenceWorker.check_options`).
+        update; options it already follows change nothing. Raises ValueError for an ignore zone's or a class
+        filter's class the model does not know (a change checks them first: `InferenceWorker.check_options`).
         """
         if options.process_fps != self._cap_fps:
             self._cap_fps = options.process_fps
             self._rate = self._rate.capped(options.process_fps)
         if not self._filter.same_as(options):
             self._filter = ObjectFilter(self.stream_id, options, self._class_names, self._filter.told)
+            self._class_conf = _class_conf(self._class_names, options)
+        self._options = options
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -226,8 +234,8 @@ class StreamTracker:
         self.ignored += ignored
         tracks: list[Track] = []
         started: list[TrackEvent] = []
-        for track_id, class_id, confidence, box, polygon in seen:
-            track, start = self._observe(track_id, class_id, confidence, box, polygon, frame)
+        for track_id, class_id, confidence, box, polygon, sure in seen:
+            track, start = self._observe(track_id, class_id, confidence, box, polygon, sure, frame)
             tracks.append(track)
             if start is not None:
                 started.append(start)
@@ -250,7 +258,7 @@ class StreamTracker:
             box = _box(boxes[index] if found else row)
             outline = detections.outline(index) if found else None
             polygon = simplify(outline) if outline is not None else None
-            seen.append((track_id, class_id, float(row[5]), box, polygon))
+            seen.append((track_id, class_id, float(row[5]), box, polygon, not weak))
         return seen
 
     def _select(self, detections: Detections, shape: tuple[int, ...]) -> tuple[Detections, int]:
@@ -304,8 +312,10 @@ class StreamTracker:
         confidence: float,
         box: tuple[float, float, float, float],
         polygon: np.ndarray | None,
+        sure: bool,
         frame: Frame,
     ) -> tuple[Track, TrackEvent | None]:
+        """The track of one reported row; ``sure``: its confidence reached its class's ``conf``."""
         history = self._history.get(track_id)
         started = None
         if history is None:
@@ -323,7 +333,10 @@ class StreamTracker:
             self._history[track_id] = history
             self._last_id = max(self._last_id, track_id)
             started = self._event(TrackEventKind.START, track_id, history, frame)
-        class_id = history.vote(class_id, confidence)
+        gate = class_id if class_id in self._class_conf else _STREAM_GATE
+        if sure:
+            history.passed.add(gate)
+        class_id = history.vote(class_id, confidence) if gate in history.passed else history.class_id
         class_name = self._class_names.get(class_id, str(class_id))
         history.class_id, history.class_name = class_id, class_name
         history.last_media_time, history.last_box = frame.media_time, box
@@ -398,6 +411,11 @@ def _with_exact_ids(rows: np.ndarray, tracks: list[Any]) -> np.ndarray:
             raise LookupError(f"a tracker's row matches none of its tracks: {made.tolist()}")
         row[4] = track.track_id
     return exact
+
+
+def _class_conf(class_names: dict[int, str], options: StreamOptions) -> dict[int, float]:
+    """The confidence a track of each class id needs to be reported, where a class filter sets its own."""
+    return {class_id: own.conf for class_id, own in class_filters_by_id(class_names, options).items() if own.conf}
 
 
 def _box(values: list[float]) -> tuple[float, float, float, float]:
