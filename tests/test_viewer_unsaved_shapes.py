@@ -3,7 +3,8 @@ real server (one for the module, with a config file segcast may write and tokens
 
 - zones, lines and ignore zones changed with "Save to config file" unticked (its default) are in effect
   but not in the file: the announcement says they go at a restart, and a note stays beside the box until
-  they are saved, which ticking the box does; a stream the file cannot keep (one --source started) says nothing new;
+  they are saved, which ticking the box does; a stream the file cannot keep (one --source started) announces
+  nothing new, and a note beside its shapes says they last until segcast stops;
 - the Embed panel's snippet plays only with a token in its frame's address: the panel mints a viewer
   token for it when asked, and says that anyone with the snippet can watch until it expires.
 
@@ -150,7 +151,7 @@ async def test_shapes_changed_but_not_saved_to_the_config_file_say_they_go_at_a_
     assert "zone-1" in kept and "porch" not in kept, "not asked to save: the file keeps what it had"
     assert await unfiled.is_visible()
 
-    # A stream the file cannot keep: nothing new is said, and no note.
+    # A stream the file cannot keep: nothing new is said, and no note of unsaved changes.
     await page.evaluate("() => { location.hash = '#/stream/flagged'; }")
     await page.wait_for_function("() => document.querySelector('#stream-title').textContent === 'flagged'")
     await wait_for_new_frame(page, "#video")
@@ -164,6 +165,13 @@ async def test_shapes_changed_but_not_saved_to_the_config_file_say_they_go_at_a_
     await _zones_of(client, "flagged", ["porch"])
     assert await page.evaluate(SAID) == "Zone “zone-1” added."
     assert not await unfiled.is_visible()
+    # What it has is kept until segcast stops, which a note beside them says (and only that stream's).
+    transient = page.locator("#shape-transient")
+    await transient.wait_for(state="visible", timeout=WAIT_MS)
+    assert "list the stream in a config file" in (await transient.get_attribute("title") or "")
+    await page.evaluate("() => { location.hash = '#/stream/cam'; }")
+    await page.wait_for_function("() => document.querySelector('#stream-title').textContent === 'cam'")
+    await transient.wait_for(state="hidden", timeout=WAIT_MS)
     assert console.errors == []
 
 

@@ -151,6 +151,7 @@ export class StreamView {
       loiterField: byId("shape-loiter-field"),
       status: byId("shape-status"), // what the picture's keys did, for a screen reader
       unfiled: byId("shape-unfiled"), // changes here not in the config file (gone at a restart)
+      transient: byId("shape-transient"), // a stream no config file keeps: its shapes go when segcast stops
     };
     this.embedToken = null; // the signed viewer token in the snippet's address, once minted for it
     this.embedTokenButton = byId("embed-token");

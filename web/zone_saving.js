@@ -86,11 +86,14 @@ export class ShapeSaver {
     this.showPersist();
   }
 
-  // A stream started by --source cannot be saved to the file: its changes last until a restart.
+  // A stream started by --source, or any without a config file, cannot be saved to one: its shapes last
+  // until segcast stops, which a note says beside them (not announced at each change: it is no news).
   showPersist() {
-    const { el, streamId } = this.editor;
-    el.persist.closest("label").hidden = !(this.fileSaves && this.persistable);
-    el.unfiled.hidden = !(this.fileSaves && this.persistable && this.unfiled.has(streamId));
+    const { el, streamId, shapes } = this.editor;
+    const keeps = this.fileSaves && this.persistable;
+    el.persist.closest("label").hidden = !keeps;
+    el.unfiled.hidden = !(keeps && this.unfiled.has(streamId));
+    el.transient.hidden = keeps || shapes.length === 0;
   }
 
   // Whether a change made now lasts only until a restart though the server could keep it in its file.
@@ -220,7 +223,7 @@ export class ShapeSaver {
   }
 
   // A change of `streamId`'s shapes was made, and saved to the config file or not (`saved`): the note says
-  // so until one is. Noted only where the server could save it: without a file there is nothing to say.
+  // so until one is. Noted only where the server could save it (without, the note of showPersist() says so).
   filed(streamId, saved) {
     if (saved) this.unfiled.delete(streamId);
     else if (this.fileSaves && this.persistable) this.unfiled.add(streamId);

@@ -561,6 +561,7 @@ export class ZoneEditor {
     this.host.canvas.classList.toggle("editing", editing);
     this.host.canvas.tabIndex = editing ? 0 : -1;
     this.panel.renderList(this.shapes, this.selected);
+    this.saver.showPersist(); // a stream no file keeps says so once it has shapes to lose
     this.renderSettings();
     this.renderCounts();
     this.host.redraw();
