@@ -220,7 +220,7 @@ class StreamOptions:
             )
         ignore_zones = parse_ignore_zones(values["ignore_zones"]) if "ignore_zones" in values else base.ignore_zones
         if "class_filters" in values:
-            class_filters = _class_filters(values["class_filters"], min_area, max_area)
+            class_filters = _class_filters(values["class_filters"], base.class_filters, min_area, max_area)
         else:  # the base's, under the stream's bounds as given
             class_filters = _still_bounded(base.class_filters, min_area, max_area, given=False)
         _check_shape_classes(zones, lines, classes, values)
@@ -338,34 +338,49 @@ def _area_share(values: Mapping[str, Any], key: str, default: float) -> float:
     return _fraction(values, key, default)
 
 
-def _class_filters(value: object, min_area: float, max_area: float) -> tuple[tuple[str, ClassFilter], ...]:
-    """``class_filters``: a table of class names, each a table of some of `CLASS_FILTER_KEYS`, checked as the
-    stream's own keys of those names; a class's area bounds, its own or the stream's, must leave room."""
+def _class_filters(
+    value: object, base: tuple[tuple[str, ClassFilter], ...], min_area: float, max_area: float
+) -> tuple[tuple[str, ClassFilter], ...]:
+    """``class_filters`` merged over ``base``'s (``[stream_defaults]``'s, or the stream's own in a change), class by
+    class and key by key, as Frigate merges a camera's filters over its global ones; a class or a key given None
+    (the API's null; TOML has none) is taken out, back to the stream's values. Each a table of some of
+    `CLASS_FILTER_KEYS`, checked as the stream's own keys of those names; a class's area bounds, its own or the
+    stream's, must leave room."""
     if not isinstance(value, Mapping):
         raise ValueError(
             f"class_filters: expected a table of class names, each with its {', '.join(CLASS_FILTER_KEYS)}, "
             f"got {echoed(value)}"
         )
-    filters: dict[str, ClassFilter] = {}
+    merged = {name: own.to_json() for name, own in base}
     for name, table in value.items():
         where = f"class_filters.{name}"
+        if table is None:
+            merged.pop(name, None)
+            continue
         if not isinstance(table, Mapping) or not table:
-            raise ValueError(f"{where}: expected a table with {' or '.join(CLASS_FILTER_KEYS)}, got {echoed(table)}")
+            raise ValueError(
+                f"{where}: expected a table with {' or '.join(CLASS_FILTER_KEYS)} (null: none), got {echoed(table)}"
+            )
         for key in table:
             if key not in CLASS_FILTER_KEYS:
                 meant = FRIGATE_KEYS.get(key) or did_you_mean(key, list(CLASS_FILTER_KEYS))
                 takes = ", ".join(CLASS_FILTER_KEYS)
                 raise ValueError(f"{where}.{key}: unknown key; a class filter takes {takes}{meant}")
+        given = {key: item for key, item in table.items() if item is not None}
         try:
             own = ClassFilter(
-                _conf(table, 0.0) if "conf" in table else None,
-                _area_share(table, "min_area", 0.0) if "min_area" in table else None,
-                _area_share(table, "max_area", 1.0) if "max_area" in table else None,
+                _conf(given, 0.0) if "conf" in given else None,
+                _area_share(given, "min_area", 0.0) if "min_area" in given else None,
+                _area_share(given, "max_area", 1.0) if "max_area" in given else None,
             )
         except ValueError as exc:  # "conf: expected ...": the key within the class filter
             raise ValueError(f"{where}.{exc}") from None
-        filters[name] = own
-    return _still_bounded(tuple(sorted(filters.items())), min_area, max_area)
+        kept = {key: item for key, item in merged.get(name, {}).items() if key not in table}
+        merged[name] = {**kept, **own.to_json()}
+        if not merged[name]:
+            del merged[name]
+    filters = tuple(sorted((name, ClassFilter(**keys)) for name, keys in merged.items()))
+    return _still_bounded(filters, min_area, max_area)
 
 
 def _still_bounded(

@@ -217,6 +217,8 @@ def _file_options(
             continue
         if group != ("tracker", "tracker_settings"):
             written.update({name: values[name] for name in names})
+            if "class_filters" in names and not as_filed:
+                written["class_filters"] = _own_class_filters(stream.options, settings.stream_defaults)
             continue
         # A stream of the file as it started: the keys its table set (a table that set only
         # tracker_settings takes its tracker from the defaults, whichever --tracker makes them).
@@ -260,6 +262,21 @@ def _own_tracker_settings(options: StreamOptions, file_defaults: StreamOptions) 
     kind = tracker_defaults(options.tracker)
     written.update({key: kind[key] for key in given if key not in own})
     return written
+
+
+def _own_class_filters(options: StreamOptions, file_defaults: StreamOptions) -> dict[str, dict[str, float]]:
+    """The class filters to write for a stream running with ``options``.
+
+    Read back, they are merged over the file's defaults' (`StreamOptions.from_mapping`), so a class or a key of
+    those the stream runs without (taken out through the API) is written as the stream's own value of that
+    key, so it runs as it ran.
+    """
+    own = {name: filtered.to_json() for name, filtered in options.class_filters}
+    runs_at = {"conf": options.conf, "min_area": options.min_area, "max_area": options.max_area}
+    for name, default in file_defaults.class_filters:
+        for key in default.to_json():
+            own.setdefault(name, {}).setdefault(key, runs_at[key])
+    return dict(sorted(own.items()))
 
 
 #: The line a save writes at the top of the file, under the comments that were there.

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from server import streams
 from server.config import StreamConfig, load_config
 from server.config_values import ConfigError
-from server.options import StreamOptions
+from server.options import ClassFilter, StreamOptions
 from server.persist import write_config
 from server.sources import StreamState
 from server.tracking.filters import detection_conf
@@ -30,7 +30,7 @@ from tests.test_object_filter import FPS, frame, kept_rows, masked
 from tests.test_option_changes_keep_video import FixedModel, Listener
 from tests.test_option_changes_keep_video import start as start  # a fixture, for the test below that uses it
 
-DISC, SQUARE = NAMES[0], NAMES[1]
+DISC, SQUARE, TRIANGLE = NAMES[0], NAMES[1], NAMES[2]
 
 
 def two_objects(confidence: float) -> tuple[np.ndarray, Any]:
@@ -107,7 +107,7 @@ def test_a_class_filters_area_bounds_hold_for_its_class_and_the_streams_for_the_
     ("values", "error"),
     [
         ({"class_filters": [DISC]}, "class_filters: expected a table of class names, each with its conf, min_area, "),
-        ({"class_filters": {DISC: {}}}, "class_filters.disc: expected a table with conf or min_area or max_area"),
+        ({"class_filters": {DISC: {}}}, "class_filters.disc: expected a table with conf or min_area or max_area (null"),
         ({"class_filters": {DISC: 0.5}}, "class_filters.disc: expected a table with conf or min_area or max_area"),
         (
             {"class_filters": {DISC: {"min_score": 0.5}}},
@@ -148,10 +148,48 @@ def test_a_stream_bound_under_a_class_filter_it_already_has_names_the_streams_bo
         ValueError, match=r"^max_area: disc's min_area \(0\.3\) must be below the stream's max_area \(0\.2"
     ):
         StreamOptions.from_mapping({"max_area": 0.2}, own, keep_settings=True)
-    assert StreamOptions.from_mapping({"max_area": 0.2, "class_filters": {}}, own).class_filters == ()
+    assert StreamOptions.from_mapping({"max_area": 0.2, "class_filters": {DISC: None}}, own).class_filters == ()
     capped = StreamOptions.from_mapping({"class_filters": {DISC: {"max_area": 0.3}}})
     with pytest.raises(ValueError, match=r"^min_area: the stream's min_area \(0\.4\) must be below disc's max_area"):
         StreamOptions.from_mapping({"min_area": 0.4, "max_area": 0.9}, capped)
+
+
+def test_class_filters_merge_over_the_defaults_and_a_change_over_the_streams_own() -> None:
+    """As Frigate merges a camera's filters over its global ones: class by class, key by key; null takes a
+    class or a key out, {} changes nothing."""
+    defaults = StreamOptions.from_mapping({"class_filters": {DISC: {"conf": 0.9}, SQUARE: {"max_area": 0.5}}})
+    stream = StreamOptions.from_mapping(
+        {"class_filters": {DISC: {"min_area": 0.01}, TRIANGLE: {"conf": 0.3}}}, defaults
+    )
+    assert stream.to_json()["class_filters"] == {
+        DISC: {"conf": 0.9, "min_area": 0.01},
+        SQUARE: {"max_area": 0.5},
+        TRIANGLE: {"conf": 0.3},
+    }
+    change = {"class_filters": {DISC: {"conf": None}, SQUARE: None, TRIANGLE: {"conf": 0.4}}}
+    changed = StreamOptions.from_mapping(change, stream, keep_settings=True)
+    assert changed.to_json()["class_filters"] == {DISC: {"min_area": 0.01}, TRIANGLE: {"conf": 0.4}}
+    assert StreamOptions.from_mapping({"class_filters": {}}, changed, keep_settings=True) == changed
+    emptied = StreamOptions.from_mapping({"class_filters": {DISC: {"min_area": None}}}, changed, keep_settings=True)
+    assert dict(emptied.class_filters) == {TRIANGLE: ClassFilter(conf=0.4)}, "a class left with no key goes"
+
+
+def test_a_config_files_stream_keeps_the_defaults_class_filters_it_does_not_set_and_a_save_keeps_what_it_ran(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "segcast.toml"
+    path.write_text(
+        "[stream_defaults.class_filters]\ndisc = { conf = 0.9 }\n\n"
+        '[[streams]]\nid = "drive"\nuri = "scene:"\nclass_filters = { square = { min_area = 0.01 } }\n'
+    )
+    settings = load_config(path)
+    [drive] = settings.streams
+    assert dict(drive.options.class_filters) == {DISC: ClassFilter(conf=0.9), SQUARE: ClassFilter(min_area=0.01)}
+    # Its disc filter taken out through the API: saved, it must not come back from the defaults when read.
+    without = StreamOptions.from_mapping({"class_filters": {DISC: None}}, drive.options, keep_settings=True)
+    write_config(settings, [dataclasses.replace(drive, options=without)])
+    [saved] = load_config(path).streams
+    assert dict(saved.options.class_filters) == {DISC: ClassFilter(conf=0.25), SQUARE: ClassFilter(min_area=0.01)}
 
 
 def test_a_class_filter_of_a_class_the_stream_does_not_track_lowers_nothing() -> None:

@@ -410,7 +410,7 @@ async def test_the_panel_says_how_many_detections_the_streams_filters_ignored_so
     bounded = {"class_filters": {"square": {"min_area": 0.5}}}
     assert (await client.patch("/api/streams/cam", json=bounded)).status == 200
     await page.wait_for_selector(IGNORED_LINE, state="visible", timeout=WAIT_MS)
-    stricter = {"class_filters": {"square": {"conf": 0.5}}}
+    stricter = {"class_filters": {"square": {"min_area": None, "conf": 0.5}}}  # merged over the square's filter
     assert (await client.patch("/api/streams/cam", json=stricter)).status == 200
     await page.wait_for_selector(IGNORED_LINE, state="hidden", timeout=WAIT_MS)
     assert console.errors == []
