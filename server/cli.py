@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     from server.events.history import backup
     from server.inference.export import FORMATS
     from server.inference.models import DEFAULT_MODEL
+    from server.migration import command as migration
     from server.triton import cpu_server
 
     parser = CommandParser(prog="segcast", description="Live video segmentation and tracking server.")
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     cpu_server.add_arguments(commands)
     split_command.add_arguments(commands)
     backup.add_arguments(commands)
+    migration.add_arguments(commands)
     commands.metavar = "{" + ",".join(commands.choices) + "}"  # named in the "required" error, not `command`
     for command in commands.choices.values():
         command.commands = commands.choices
@@ -467,6 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from server.events.history import backup
 
             return backup.run(args)
+        if command == "import-frigate":
+            from server.migration import command as migration
+
+            return migration.run(args)
         return _serve(args)
     except KeyboardInterrupt:
         # Ctrl-C while the commands' modules are imported, in an export, a Triton setup, or before the

@@ -561,7 +561,8 @@ def test_listening_on_one_address_shows_it() -> None:
 
 def test_a_missing_command_names_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     """argparse named the attribute the command is stored in: ``required: command``, ``triton_command``."""
-    for argv, commands in (([], "{serve,demo,export,triton,split,history}"), (["triton"], "{setup,serve}")):
+    every = "{serve,demo,export,triton,split,history,import-frigate}"
+    for argv, commands in (([], every), (["triton"], "{setup,serve}")):
         with pytest.raises(SystemExit):
             main(argv)
         assert (

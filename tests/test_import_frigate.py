@@ -1,0 +1,164 @@
+"""``segcast import-frigate``: a Frigate config.yml as a segcast config file that segcast starts with.
+
+Each test writes a Frigate config as its users write them (detect inputs with roles, ``{FRIGATE_*}``
+placeholders, per-object filters in pixels, masks, zones in pixels and in fractions, MQTT) and reads the
+result back the way ``segcast serve --config`` does, so what is checked is what segcast would run.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from server.analytics.shapes import Units
+from server.config import Settings, load_config
+from server.migration.frigate import FrigateConfigError, convert
+from server.options import ClassFilter
+from tests.support.cli_in_process import run_cli
+
+EXIT_STARTUP_ERROR = 2
+
+FRIGATE = textwrap.dedent(
+    """\
+    mqtt:
+      host: 192.168.1.10
+      user: frigate
+      password: "{FRIGATE_MQTT_PASSWORD}"
+    detect:
+      fps: 5
+    objects:
+      track: [person, car]
+      filters:
+        person:
+          min_area: 5000
+          threshold: 0.7
+    cameras:
+      driveway:
+        ffmpeg:
+          inputs:
+            - path: rtsp://admin:{FRIGATE_RTSP_PASSWORD}@10.0.0.7:554/cam/realmonitor?channel=1&subtype=1
+              roles: [detect]
+            - path: rtsp://admin:{FRIGATE_RTSP_PASSWORD}@10.0.0.7:554/cam/realmonitor?channel=1&subtype=0
+              roles: [record]
+        detect:
+          width: 1280
+          height: 720
+        objects:
+          track: [person, car, dog]
+          filters:
+            person:
+              min_area: 2000
+            car:
+              min_area: 15000
+              min_score: 0.5
+              mask: 0,0,400,0,400,200,0,200
+          mask:
+            - 1000,0,1280,0,1280,100,1000,100
+        zones:
+          porch:
+            coordinates: 640,720,640,360,1280,360,1280,720
+            objects: [person, bicycle]
+            loitering_time: 10
+        motion:
+          mask: 0,0,100,0,100,100
+      backyard:
+        ffmpeg:
+          inputs:
+            - path: rtsp://127.0.0.1:8554/backyard
+        zones:
+          lawn:
+            coordinates: 0.1,0.5,0.9,0.5,0.9,1,0.1,1
+          shed:
+            coordinates:
+              - 10,20
+              - 110,20
+              - 110,90
+      garage:
+        enabled: false
+        ffmpeg:
+          inputs: [{path: "rtsp://10.0.0.9/stream"}]
+    """
+)
+
+
+def converted(tmp_path: Path, frigate: str = FRIGATE) -> tuple[Settings, list[str]]:
+    """The segcast settings ``frigate`` converts to, as ``segcast serve --config`` reads them, and the notes."""
+    import yaml
+
+    conversion = convert(yaml.safe_load(frigate))
+    path = tmp_path / "segcast.toml"
+    path.write_text(conversion.text)
+    return load_config(path), conversion.notes
+
+
+def test_each_camera_is_a_stream_of_its_detect_input_with_its_objects_and_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRIGATE_RTSP_PASSWORD", "s3cret")
+    settings, notes = converted(tmp_path)
+    driveway, backyard = settings.streams
+    assert driveway.stream_id == "driveway"
+    assert driveway.uri == "rtsp://admin:s3cret@10.0.0.7:554/cam/realmonitor?channel=1&subtype=1", "the detect role"
+    assert driveway.options.classes == ("person", "car", "dog") and backyard.options.classes == ("person", "car")
+    assert driveway.options.process_fps == backyard.options.process_fps == 5
+    assert "camera garage: disabled in Frigate, left out" in notes
+    assert [s.stream_id for s in settings.streams] == ["driveway", "backyard"]
+    assert any("go2rtc restream" in note and "backyard" in note for note in notes)
+    assert settings.events.mqtt is not None and settings.events.mqtt.host == "192.168.1.10"
+    assert settings.events.mqtt.username == "frigate"
+    assert any(note.startswith("{FRIGATE_MQTT_PASSWORD}: not set here") for note in notes)
+
+
+def test_filters_merge_over_the_global_ones_and_their_pixels_become_shares_of_the_detect_size(tmp_path: Path) -> None:
+    settings, notes = converted(tmp_path)
+    driveway, backyard = settings.streams
+    assert dict(driveway.options.class_filters) == {
+        "person": ClassFilter(conf=0.7, min_area=round(2000 / (1280 * 720), 6)),  # its own area, the global score
+        "car": ClassFilter(conf=0.5, min_area=round(15000 / (1280 * 720), 6)),  # min_score where no threshold
+    }
+    assert dict(backyard.options.class_filters) == {"person": ClassFilter(conf=0.7)}
+    assert any("backyard.objects.filters.person.min_area: 5000 px, but the detect size" in note for note in notes)
+
+
+def test_masks_are_ignore_zones_and_zones_are_zones_in_fractions_of_the_detect_size(tmp_path: Path) -> None:
+    settings, notes = converted(tmp_path)
+    driveway, backyard = settings.streams
+    masks = {zone.name: zone for zone in driveway.options.ignore_zones}
+    assert masks["mask-1"].classes == () and masks["mask-1"].units is Units.FRACTION
+    assert masks["mask-1"].points == ((0.7812, 0.0), (1.0, 0.0), (1.0, 0.1389), (0.7812, 0.1389))
+    assert masks["car-mask-1"].classes == ("car",)
+    [porch] = driveway.options.zones
+    assert porch.points == ((0.5, 1.0), (0.5, 0.5), (1.0, 0.5), (1.0, 1.0)) and porch.units is Units.FRACTION
+    assert porch.classes == ("person",) and porch.loiter_s == 10
+    assert "camera driveway: zone porch counts bicycle, which it does not track" in notes
+    lawn, shed = backyard.options.zones
+    assert lawn.units is Units.FRACTION and lawn.points[0] == (0.1, 0.5)
+    assert shed.units is Units.PX, "no detect size: Frigate detected at the stream's own, which segcast reads"
+    assert shed.points == ((10, 20), (110, 20), (110, 90))
+    assert any("motion masks" in note for note in notes)
+
+
+def test_a_config_without_cameras_is_refused() -> None:
+    with pytest.raises(FrigateConfigError, match=r"^config\.yml: no cameras: table"):
+        convert({"mqtt": {"host": "x"}})
+
+
+def test_the_command_writes_a_file_segcast_starts_with_and_says_what_it_left_out(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    frigate, out = tmp_path / "config.yml", tmp_path / "segcast.toml"
+    frigate.write_text(FRIGATE)
+    exited = run_cli(capfd, "import-frigate", str(frigate), "--out", str(out))
+    assert exited.code == 0, exited.err
+    assert "segcast: note: camera driveway: motion masks" in exited.err
+    assert exited.err.rstrip().endswith(f"wrote {out}: start it with  segcast serve --config {out}")
+    assert [s.stream_id for s in load_config(out).streams] == ["driveway", "backyard"]
+    assert out.read_text().startswith("# segcast config converted from Frigate's config.yml")
+    again = run_cli(capfd, "import-frigate", str(frigate), "--out", str(out))
+    assert again.code == EXIT_STARTUP_ERROR
+    assert again.err.strip() == f"segcast: --out {out}: exists; give --force to replace it"
+    frigate.write_text("cameras: [unclosed\n")
+    broken = run_cli(capfd, "import-frigate", str(frigate))
+    assert broken.code == EXIT_STARTUP_ERROR and broken.err.startswith(f"segcast: {frigate}: not valid YAML (")
