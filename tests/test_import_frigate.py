@@ -34,6 +34,11 @@ FRIGATE = textwrap.dedent(
         person:
           min_area: 5000
           threshold: 0.7
+    go2rtc:
+      streams:
+        backyard:
+          - rtsp://viewer:{FRIGATE_RTSP_PASSWORD}@10.0.0.8:554/stream2
+          - "ffmpeg:backyard#audio=opus"
     cameras:
       driveway:
         ffmpeg:
@@ -105,7 +110,8 @@ def test_each_camera_is_a_stream_of_its_detect_input_with_its_objects_and_rate(
     assert driveway.options.process_fps == backyard.options.process_fps == 5
     assert "camera garage: disabled in Frigate, left out" in notes
     assert [s.stream_id for s in settings.streams] == ["driveway", "backyard"]
-    assert any("go2rtc restream" in note and "backyard" in note for note in notes)
+    assert backyard.uri == "rtsp://viewer:s3cret@10.0.0.8:554/stream2", "go2rtc's source, not Frigate's restream"
+    assert not any("go2rtc" in note for note in notes)
     assert settings.events.mqtt is not None and settings.events.mqtt.host == "192.168.1.10"
     assert settings.events.mqtt.username == "frigate"
     assert any(note.startswith("{FRIGATE_MQTT_PASSWORD}: not set here") for note in notes)
@@ -162,3 +168,15 @@ def test_the_command_writes_a_file_segcast_starts_with_and_says_what_it_left_out
     frigate.write_text("cameras: [unclosed\n")
     broken = run_cli(capfd, "import-frigate", str(frigate))
     assert broken.code == EXIT_STARTUP_ERROR and broken.err.startswith(f"segcast: {frigate}: not valid YAML (")
+
+
+def test_a_restream_go2rtc_does_not_name_the_camera_of_is_kept_and_said() -> None:
+    """A go2rtc source that transcodes (ffmpeg:) or another NVR's: segcast can read the restream only while
+    Frigate's go2rtc runs, so the note asks for the camera's own URL."""
+    frigate = {
+        "go2rtc": {"streams": {"gate": ["ffmpeg:rtsp://10.0.0.5/live#video=h264"]}},
+        "cameras": {"gate": {"ffmpeg": {"inputs": [{"path": "rtsp://127.0.0.1:8554/gate", "roles": ["detect"]}]}}},
+    }
+    conversion = convert(frigate)
+    assert 'uri = "rtsp://127.0.0.1:8554/gate"' in conversion.text
+    assert conversion.notes == ["camera gate: its input is Frigate's go2rtc restream; point it at the camera"]

@@ -5,7 +5,9 @@ what rate, its zones and the objects each counts, its per-object filters (area i
 masks, and the MQTT broker. Each has a segcast equivalent (README, docs/analytics.md "Ignoring objects"):
 
 - a camera's input with the ``detect`` role is a stream's ``uri`` (Frigate's ``{FRIGATE_*}`` placeholders
-  filled from the environment, as Frigate fills them); ``detect: fps`` is ``process_fps``;
+  filled from the environment, as Frigate fills them; a go2rtc restream the camera's own RTSP URL among
+  its go2rtc sources: segcast reads the camera, not a Frigate that is gone); ``detect: fps`` is
+  ``process_fps``;
 - ``objects: track`` is ``classes``; ``objects: filters`` (a camera's over the global ones, as Frigate
   merges them) are the camera's ``class_filters`` (``threshold``, else ``min_score``, as ``conf``; areas in
   pixels as shares of its detect size) and their ``mask`` an ignore zone of that class; ``objects: mask``
@@ -33,6 +35,8 @@ from server.persist import toml_value
 FRIGATE_DEFAULT_TRACK = ("person",)
 #: What Frigate writes ``{FRIGATE_RTSP_PASSWORD}`` and the like as, in a path: filled from the environment.
 PLACEHOLDER = re.compile(r"\{(FRIGATE_[A-Za-z0-9_]+)\}")
+#: Where Frigate's go2rtc restreams a camera: the stream's name follows.
+GO2RTC_RESTREAM = "rtsp://127.0.0.1:8554/"
 #: A segcast shape's name: Frigate's zone names are of these characters too, masks get one made up.
 SHAPE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
@@ -56,6 +60,7 @@ class _Camera:
     name: str
     size: tuple[float, float] | None  # Frigate's detect width and height, where the config gives them
     notes: list[str]
+    go2rtc: Mapping[str, Any]  # go2rtc's streams, by name: a restream's camera is among their sources
 
 
 def convert(frigate: Mapping[str, Any], source: str = "config.yml") -> Conversion:
@@ -67,6 +72,7 @@ def convert(frigate: Mapping[str, Any], source: str = "config.yml") -> Conversio
     lines: list[str] = []
     global_detect = _table(frigate, "detect")
     global_objects = _table(frigate, "objects")
+    go2rtc = _table(_table(frigate, "go2rtc"), "streams")
     defaults = _defaults(global_detect, global_objects, notes)
     if defaults:
         lines += ["[stream_defaults]", *defaults, ""]
@@ -77,7 +83,7 @@ def convert(frigate: Mapping[str, Any], source: str = "config.yml") -> Conversio
         if camera.get("enabled") is False:
             notes.append(f"camera {name}: disabled in Frigate, left out")
             continue
-        lines += _stream(str(name), camera, global_detect, global_objects, notes)
+        lines += _stream(str(name), camera, global_detect, global_objects, notes, go2rtc)
     if not any(line == "[[streams]]" for line in lines):
         raise FrigateConfigError(f"{source}: every camera is disabled: nothing to carry over")
     header = [f"# segcast config converted from Frigate's {source} by `segcast import-frigate`."]
@@ -123,10 +129,11 @@ def _stream(
     global_detect: Mapping[str, Any],
     global_objects: Mapping[str, Any],
     notes: list[str],
+    go2rtc: Mapping[str, Any],
 ) -> list[str]:
     """One ``[[streams]]`` table for Frigate camera ``name``."""
     detect = {**global_detect, **_table(camera, "detect")}
-    cam = _Camera(name, _size(detect), notes)
+    cam = _Camera(name, _size(detect), notes, go2rtc)
     lines = ["[[streams]]", f"id = {toml_value(name)}", f"uri = {toml_value(_detect_input(cam, camera))}"]
     own_detect = _table(camera, "detect")
     if "fps" in own_detect:
@@ -166,9 +173,19 @@ def _detect_input(cam: _Camera, camera: Mapping[str, Any]) -> str:
     path = str(detecting[0].get("path", ""))
     if not path:
         raise FrigateConfigError(f"cameras.{cam.name}.ffmpeg.inputs: the detect input has no path")
-    if path.startswith("rtsp://127.0.0.1:8554/"):
-        cam.notes.append(f"camera {cam.name}: its input is Frigate's go2rtc restream; point it at the camera itself")
+    if path.startswith(GO2RTC_RESTREAM):
+        name = path.removeprefix(GO2RTC_RESTREAM).partition("?")[0]
+        if camera_url := _go2rtc_source(cam.go2rtc.get(name)):
+            path = camera_url
+        else:
+            cam.notes.append(f"camera {cam.name}: its input is Frigate's go2rtc restream; point it at the camera")
     return _filled(path, cam.notes)
+
+
+def _go2rtc_source(sources: Any) -> str | None:
+    """The camera's own RTSP URL among a go2rtc stream's sources (``ffmpeg:`` ones transcode: left out)."""
+    listed = [sources] if isinstance(sources, str) else sources if isinstance(sources, Sequence) else []
+    return next((str(s) for s in listed if str(s).startswith(("rtsp://", "rtsps://"))), None)
 
 
 def _filled(text: str, notes: list[str]) -> str:
