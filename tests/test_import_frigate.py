@@ -108,7 +108,7 @@ def test_each_camera_is_a_stream_of_its_detect_input_with_its_objects_and_rate(
     assert driveway.uri == "rtsp://admin:s3cret@10.0.0.7:554/cam/realmonitor?channel=1&subtype=1", "the detect role"
     assert driveway.options.classes == ("person", "car", "dog") and backyard.options.classes == ("person", "car")
     assert driveway.options.process_fps == backyard.options.process_fps == 5
-    assert "camera garage: disabled in Frigate, left out" in notes
+    assert "camera garage: disabled in Frigate, or its detection is: left out" in notes
     assert [s.stream_id for s in settings.streams] == ["driveway", "backyard"]
     assert backyard.uri == "rtsp://viewer:s3cret@10.0.0.8:554/stream2", "go2rtc's source, not Frigate's restream"
     assert not any("go2rtc" in note for note in notes)
@@ -132,8 +132,8 @@ def test_masks_are_ignore_zones_and_zones_are_zones_in_fractions_of_the_detect_s
     settings, notes = converted(tmp_path)
     driveway, backyard = settings.streams
     masks = {zone.name: zone for zone in driveway.options.ignore_zones}
-    assert masks["mask-1"].classes == () and masks["mask-1"].units is Units.FRACTION
-    assert masks["mask-1"].points == ((0.7812, 0.0), (1.0, 0.0), (1.0, 0.1389), (0.7812, 0.1389))
+    assert masks["camera-mask-1"].classes == () and masks["camera-mask-1"].units is Units.FRACTION
+    assert masks["camera-mask-1"].points == ((0.7812, 0.0), (1.0, 0.0), (1.0, 0.1389), (0.7812, 0.1389))
     assert masks["car-mask-1"].classes == ("car",)
     [porch] = driveway.options.zones
     assert porch.points == ((0.5, 1.0), (0.5, 0.5), (1.0, 0.5), (1.0, 1.0)) and porch.units is Units.FRACTION
@@ -159,7 +159,8 @@ def test_the_command_writes_a_file_segcast_starts_with_and_says_what_it_left_out
     exited = run_cli(capfd, "import-frigate", str(frigate), "--out", str(out))
     assert exited.code == 0, exited.err
     assert "segcast: note: camera driveway: motion masks" in exited.err
-    assert exited.err.rstrip().endswith(f"wrote {out}: start it with  segcast serve --config {out}")
+    assert exited.err.rstrip().endswith(f"start it with  segcast serve --config {out}")
+    assert out.stat().st_mode & 0o777 == 0o600, "it holds the cameras' passwords"
     assert [s.stream_id for s in load_config(out).streams] == ["driveway", "backyard"]
     assert out.read_text().startswith("# segcast config converted from Frigate's config.yml")
     again = run_cli(capfd, "import-frigate", str(frigate), "--out", str(out))
@@ -171,12 +172,71 @@ def test_the_command_writes_a_file_segcast_starts_with_and_says_what_it_left_out
 
 
 def test_a_restream_go2rtc_does_not_name_the_camera_of_is_kept_and_said() -> None:
-    """A go2rtc source that transcodes (ffmpeg:) or another NVR's: segcast can read the restream only while
+    """A go2rtc source that is no RTSP URL (ONVIF's, a device's): segcast can read the restream only while
     Frigate's go2rtc runs, so the note asks for the camera's own URL."""
     frigate = {
-        "go2rtc": {"streams": {"gate": ["ffmpeg:rtsp://10.0.0.5/live#video=h264"]}},
+        "go2rtc": {"streams": {"gate": ["onvif://admin:pw@10.0.0.5"]}},
         "cameras": {"gate": {"ffmpeg": {"inputs": [{"path": "rtsp://127.0.0.1:8554/gate", "roles": ["detect"]}]}}},
     }
     conversion = convert(frigate)
     assert 'uri = "rtsp://127.0.0.1:8554/gate"' in conversion.text
-    assert conversion.notes == ["camera gate: its input is Frigate's go2rtc restream; point it at the camera"]
+    assert "camera gate: its input is Frigate's go2rtc restream; point it at the camera" in conversion.notes
+
+
+def test_what_frigate_takes_in_other_forms_is_read_as_frigate_reads_it() -> None:
+    """A zone's objects as one string, an area as a whole number (pixels), a restream on localhost behind
+    go2rtc's ffmpeg: with its own # parameters, Frigate's default 5 fps, a camera whose detection is off, a
+    point a pixel beyond the edge, and a zone that crosses itself: left out with a note, not the import."""
+    frigate = {
+        "go2rtc": {"streams": {"door": ["ffmpeg:rtsp://10.0.0.5/main#backchannel=0#video=h264"]}},
+        "cameras": {
+            "door": {
+                "ffmpeg": {"inputs": [{"path": "rtsp://localhost:8554/door", "roles": ["detect"]}]},
+                "detect": {"width": 1000, "height": 500},
+                "objects": {"track": "person", "filters": {"person": {"min_area": 1}}},
+                "zones": {
+                    "Front Walk": {"coordinates": "0,250,1001,250,1001,500,0,500", "objects": "person"},
+                    "bowtie": {"coordinates": "100,100,600,400,600,100,100,400"},
+                },
+            },
+            "shed": {
+                "detect": {"enabled": False},
+                "ffmpeg": {"inputs": [{"path": "rtsp://10.0.0.6/main", "roles": ["record"]}]},
+            },
+        },
+    }
+    conversion = convert(frigate)
+    assert 'uri = "rtsp://10.0.0.5/main"' in conversion.text
+    assert "process_fps = 5" in conversion.text, "Frigate's default rate, not every frame"
+    assert 'classes = ["person"]' in conversion.text
+    assert "person = { min_area = 2e-06 }" in conversion.text, "1 px of 1000x500, not the whole picture"
+    zone = '{ name = "Front_Walk", points = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]], units = "fraction", '
+    assert zone + 'classes = ["person"] }' in conversion.text
+    assert 'name = "bowtie"' not in conversion.text
+    assert any(note.startswith("camera door: zone bowtie left out: ") for note in conversion.notes), conversion.notes
+    assert "camera shed: disabled in Frigate, or its detection is: left out" in conversion.notes
+
+
+def test_an_input_segcast_would_refuse_stops_the_import_naming_the_camera(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The file is read back as serve reads it, the sources' options too: serve would not start with it."""
+    frigate = tmp_path / "config.yml"
+    frigate.write_text("cameras:\n  bell:\n    ffmpeg:\n      inputs:\n        - path: rtsp://10.0.0.4/s#talk=1\n")
+    exited = run_cli(capfd, "import-frigate", str(frigate))
+    assert exited.code == EXIT_STARTUP_ERROR
+    assert exited.err.startswith("segcast: config.yml: cameras.bell: its input: "), exited.err
+    assert "talk" in exited.err
+
+
+def test_a_config_frigate_would_not_read_either_is_one_line_not_a_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    frigate = tmp_path / "config.yml"
+    frigate.write_text(
+        "cameras:\n  yard:\n    ffmpeg: {inputs: [{path: rtsp://x/s}]}\n    zones:\n      a: {coordinates: 0.1;0.2}\n"
+    )
+    exited = run_cli(capfd, "import-frigate", str(frigate))
+    assert exited.code == EXIT_STARTUP_ERROR
+    assert exited.err.startswith("segcast: config.yml: cameras.yard: not read as a Frigate camera ("), exited.err
+    assert "Traceback" not in exited.err

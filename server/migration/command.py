@@ -8,6 +8,7 @@ segcast itself would refuse is a one-line error here, not at the first start. Ap
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from server.config import settings_from_mapping
     from server.config_values import ConfigError
     from server.migration.frigate import FrigateConfigError, convert
+    from server.sources import SourceError, check_uri
 
     source: Path = args.frigate
     out: Path | None = args.out
@@ -54,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
         return _refused(f"--out {out}: exists; give --force to replace it")
     try:
         conversion = convert(frigate, source.name)
-        settings_from_mapping(tomllib.loads(conversion.text), out or Path("segcast.toml"), {})
+        settings = settings_from_mapping(tomllib.loads(conversion.text), out or Path("segcast.toml"), {})
+        for stream in settings.streams:  # as `serve` checks each source before it opens any
+            try:
+                check_uri(stream.uri)
+            except SourceError as exc:
+                raise FrigateConfigError(f"{source.name}: cameras.{stream.stream_id}: its input: {exc}") from None
     except (FrigateConfigError, ConfigError) as exc:
         return _refused(str(exc))
     for note in conversion.notes:
@@ -62,8 +69,14 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         print(conversion.text, end="")
         return 0
-    out.write_text(conversion.text, encoding="utf-8")
-    print(f"wrote {out}: start it with  segcast serve --config {out}", file=sys.stderr)
+    out.unlink(missing_ok=True)  # --force: made anew, with its owner's permissions alone
+    with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as file:
+        file.write(conversion.text)  # the cameras' and the broker's passwords: readable by its owner alone
+    print(
+        f"wrote {out} (readable by you alone: it holds the cameras' passwords): start it with  "
+        f"segcast serve --config {out}",
+        file=sys.stderr,
+    )
     return 0
 
 

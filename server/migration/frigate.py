@@ -25,18 +25,28 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.analytics.shapes import parse_ignore_zones, parse_zones
 from server.persist import toml_value
 
+#: How the two judge a zone: said once, where any zone is carried over.
+ZONE_RULE_NOTE = (
+    "zones: Frigate counts an object in a zone by its box's bottom centre, segcast by the share of its mask "
+    "inside (min_share, 0.25): check a thin zone drawn on the ground, or give it a lower min_share"
+)
+#: Frigate's own default rate of detection, frames a second (segcast's is every frame).
+FRIGATE_DETECT_FPS = 5
 #: Frigate's own default for the objects a camera tracks.
 FRIGATE_DEFAULT_TRACK = ("person",)
 #: What Frigate writes ``{FRIGATE_RTSP_PASSWORD}`` and the like as, in a path: filled from the environment.
 PLACEHOLDER = re.compile(r"\{(FRIGATE_[A-Za-z0-9_]+)\}")
-#: Where Frigate's go2rtc restreams a camera: the stream's name follows.
-GO2RTC_RESTREAM = "rtsp://127.0.0.1:8554/"
+#: Where Frigate's go2rtc restreams a camera (its name follows): on Frigate's own machine, port 8554.
+GO2RTC_RESTREAM = re.compile(r"rtsps?://(?:127\.0\.0\.1|localhost|\[::1\]):8554/([^?#/]+)")
+#: Frigate's labelmap calls COCO's trucks cars too; a COCO model tells them apart.
+FRIGATE_CAR_NOTE = "Frigate's car includes COCO's truck (its labelmap): add truck where you track car"
 #: A segcast shape's name: Frigate's zone names are of these characters too, masks get one made up.
 SHAPE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
@@ -72,18 +82,25 @@ def convert(frigate: Mapping[str, Any], source: str = "config.yml") -> Conversio
     lines: list[str] = []
     global_detect = _table(frigate, "detect")
     global_objects = _table(frigate, "objects")
-    go2rtc = _table(_table(frigate, "go2rtc"), "streams")
-    defaults = _defaults(global_detect, global_objects, notes)
+    try:
+        defaults = _defaults(global_detect, global_objects, notes)
+    except (TypeError, ValueError) as exc:
+        raise FrigateConfigError(f"{source}: detect or objects: not read as Frigate's ({exc})") from None
     if defaults:
         lines += ["[stream_defaults]", *defaults, ""]
     lines += _mqtt(_table(frigate, "mqtt"), notes)
     for name, camera in cameras.items():
         if not isinstance(camera, Mapping):
             raise FrigateConfigError(f"{source}: cameras.{name}: expected a table, got {camera!r}")
-        if camera.get("enabled") is False:
-            notes.append(f"camera {name}: disabled in Frigate, left out")
+        if camera.get("enabled") is False or {**global_detect, **_table(camera, "detect")}.get("enabled") is False:
+            notes.append(f"camera {name}: disabled in Frigate, or its detection is: left out")
             continue
-        lines += _stream(str(name), camera, global_detect, global_objects, notes, go2rtc)
+        try:
+            lines += _stream(str(name), camera, frigate, notes)
+        except (TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, FrigateConfigError):
+                raise
+            raise FrigateConfigError(f"{source}: cameras.{name}: not read as a Frigate camera ({exc})") from None
     if not any(line == "[[streams]]" for line in lines):
         raise FrigateConfigError(f"{source}: every camera is disabled: nothing to carry over")
     header = [f"# segcast config converted from Frigate's {source} by `segcast import-frigate`."]
@@ -95,13 +112,11 @@ def convert(frigate: Mapping[str, Any], source: str = "config.yml") -> Conversio
 def _defaults(detect: Mapping[str, Any], objects: Mapping[str, Any], notes: list[str]) -> list[str]:
     """``[stream_defaults]`` lines from Frigate's global ``detect`` and ``objects`` (its filters go to each camera:
     their areas are pixels of each camera's own detect size)."""
-    lines = []
-    if "fps" in detect:
-        lines.append(f"process_fps = {toml_value(detect['fps'])}")
+    lines = [f"process_fps = {toml_value(detect.get('fps', FRIGATE_DETECT_FPS))}"]
     if "track" in objects:
-        lines.append(f"classes = {toml_value(list(objects['track']))}")
-    if "mask" in objects:
-        notes.append("objects.mask: a global mask has no frame to be drawn on; give each camera its ignore zones")
+        lines.append(f"classes = {toml_value(_labels(objects['track']))}")
+        if "car" in _labels(objects["track"]):
+            notes.append(FRIGATE_CAR_NOTE)
     return lines
 
 
@@ -123,32 +138,29 @@ def _mqtt(mqtt: Mapping[str, Any], notes: list[str]) -> list[str]:
     return [*lines, ""]
 
 
-def _stream(
-    name: str,
-    camera: Mapping[str, Any],
-    global_detect: Mapping[str, Any],
-    global_objects: Mapping[str, Any],
-    notes: list[str],
-    go2rtc: Mapping[str, Any],
-) -> list[str]:
-    """One ``[[streams]]`` table for Frigate camera ``name``."""
-    detect = {**global_detect, **_table(camera, "detect")}
-    cam = _Camera(name, _size(detect), notes, go2rtc)
+def _stream(name: str, camera: Mapping[str, Any], frigate: Mapping[str, Any], notes: list[str]) -> list[str]:
+    """One ``[[streams]]`` table for Frigate camera ``name`` of config ``frigate``."""
+    global_objects = _table(frigate, "objects")
+    detect = {**_table(frigate, "detect"), **_table(camera, "detect")}
+    cam = _Camera(name, _size(detect), notes, _table(_table(frigate, "go2rtc"), "streams"))
     lines = ["[[streams]]", f"id = {toml_value(name)}", f"uri = {toml_value(_detect_input(cam, camera))}"]
     own_detect = _table(camera, "detect")
     if "fps" in own_detect:
         lines.append(f"process_fps = {toml_value(own_detect['fps'])}")
     objects = _table(camera, "objects")
-    track = [str(label) for label in objects.get("track", global_objects.get("track", FRIGATE_DEFAULT_TRACK))]
+    track = _labels(objects.get("track", global_objects.get("track", FRIGATE_DEFAULT_TRACK)))
     if "track" in objects or "track" not in global_objects:
         lines.append(f"classes = {toml_value(track)}")
+        if "car" in track and "track" in objects:
+            notes.append(f"camera {name}: {FRIGATE_CAR_NOTE}")
     ignore_zones: list[dict[str, Any]] = []
     frigate_filters = _merged(_table(global_objects, "filters"), _table(objects, "filters"))
     filters = _class_filters(frigate_filters, cam.size, f"cameras.{name}.objects.filters", notes)
-    if "mask" in objects:
-        ignore_zones += _ignore_zones(cam, objects["mask"], "mask", None)
-    for label, table in _table(objects, "filters").items():
-        if isinstance(table, Mapping) and "mask" in table:
+    for where, masks in (("global", global_objects.get("mask")), ("camera", objects.get("mask"))):
+        if masks:
+            ignore_zones += _ignore_zones(cam, masks, f"{where}-mask", None)
+    for label, table in frigate_filters.items():
+        if table.get("mask"):
             ignore_zones += _ignore_zones(cam, table["mask"], f"{label}-mask", [str(label)])
     if filters:
         lines.append(f"class_filters = {toml_value(filters)}")
@@ -159,8 +171,10 @@ def _stream(
             lines += [f"{key} = [", *(f"  {toml_value(shape)}," for shape in shapes), "]"]
     if _table(camera, "motion").get("mask"):
         notes.append(f"camera {name}: motion masks (segcast detects in every frame it processes, not on motion)")
-    if _table(camera, "record").get("enabled") or _table(camera, "snapshots").get("enabled"):
+    if any({**_table(frigate, key), **_table(camera, key)}.get("enabled") for key in ("record", "snapshots")):
         notes.append(f"camera {name}: recordings and snapshots (segcast keeps an event history, not video)")
+    if _table(camera, "review"):
+        notes.append(f"camera {name}: review (required_zones and the rest: segcast has no review items)")
     return [*lines, ""]
 
 
@@ -173,19 +187,24 @@ def _detect_input(cam: _Camera, camera: Mapping[str, Any]) -> str:
     path = str(detecting[0].get("path", ""))
     if not path:
         raise FrigateConfigError(f"cameras.{cam.name}.ffmpeg.inputs: the detect input has no path")
-    if path.startswith(GO2RTC_RESTREAM):
-        name = path.removeprefix(GO2RTC_RESTREAM).partition("?")[0]
-        if camera_url := _go2rtc_source(cam.go2rtc.get(name)):
+    if restream := GO2RTC_RESTREAM.match(path):
+        if camera_url := _go2rtc_source(cam.go2rtc.get(restream.group(1))):
             path = camera_url
         else:
             cam.notes.append(f"camera {cam.name}: its input is Frigate's go2rtc restream; point it at the camera")
+    if "preset-rtsp-udp" in str(detecting[0].get("input_args", "")) and "#" not in path:
+        path += "#transport=udp"
     return _filled(path, cam.notes)
 
 
 def _go2rtc_source(sources: Any) -> str | None:
-    """The camera's own RTSP URL among a go2rtc stream's sources (``ffmpeg:`` ones transcode: left out)."""
+    """The camera's own RTSP URL among a go2rtc stream's sources (one behind ``ffmpeg:`` too), without go2rtc's
+    own ``#`` parameters (``#backchannel=0``, ``#video=h264``), which segcast would take for its options."""
     listed = [sources] if isinstance(sources, str) else sources if isinstance(sources, Sequence) else []
-    return next((str(s) for s in listed if str(s).startswith(("rtsp://", "rtsps://"))), None)
+    for source in (str(s).removeprefix("ffmpeg:") for s in listed):
+        if source.startswith(("rtsp://", "rtsps://")):
+            return source.partition("#")[0]
+    return None
 
 
 def _filled(text: str, notes: list[str]) -> str:
@@ -218,7 +237,7 @@ def _class_filters(
             own["conf"] = max(0.01, min(1.0, float(score)))
         for key in ("min_area", "max_area"):
             if key in table:
-                share = _share(float(table[key]), size)
+                share = _share(table[key], size)
                 if share is None:
                     notes.append(
                         f"{where}.{label}.{key}: {table[key]} px, but the detect size is not given: set its share "
@@ -244,8 +263,9 @@ def _merged(defaults: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, An
 
 
 def _share(area: float, size: tuple[float, float] | None) -> float | None:
-    """A Frigate area (pixels of the detect size, or already a share from 0 to 1) as a share of the picture."""
-    if area <= 1:
+    """A Frigate area as a share of the picture: a whole number is pixels of the detect size, as Frigate
+    reads it, a decimal from 0 to 1 a share already."""
+    if isinstance(area, float) and area <= 1:
         return area
     if size is None:
         return None
@@ -258,11 +278,14 @@ def _zone(cam: _Camera, name: str, table: Any, track: list[str]) -> dict[str, An
         cam.notes.append(f"camera {cam.name}: zone {name} has no coordinates, left out")
         return None
     polygons = _polygons(table["coordinates"])
-    if len(polygons) != 1 or not SHAPE_NAME.match(name):
-        cam.notes.append(f"camera {cam.name}: zone {name} is not one polygon with a name segcast takes, left out")
+    shape_name = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64]
+    if len(polygons) != 1:
+        cam.notes.append(f"camera {cam.name}: zone {name} is not one polygon, left out")
         return None
-    zone = _placed(cam, name, polygons[0])
-    objects = [str(label) for label in table.get("objects") or ()]
+    zone = _placed(cam, shape_name, polygons[0])
+    if ZONE_RULE_NOTE not in cam.notes:
+        cam.notes.append(ZONE_RULE_NOTE)
+    objects = _labels(table.get("objects"))
     untracked = [label for label in objects if label not in track]
     if untracked:
         cam.notes.append(f"camera {cam.name}: zone {name} counts {', '.join(untracked)}, which it does not track")
@@ -271,8 +294,27 @@ def _zone(cam: _Camera, name: str, table: Any, track: list[str]) -> dict[str, An
     if table.get("loitering_time"):
         zone["loiter_s"] = float(table["loitering_time"])
     if table.get("inertia") not in (None, 3):
-        cam.notes.append(f"camera {cam.name}: zone {name}'s inertia (segcast leaves a zone below 0.8 of min_share)")
+        cam.notes.append(
+            f"camera {cam.name}: zone {name}'s inertia (frames inside before it counts): segcast's zones count by the "
+            "share of an object's mask inside, and leave it below 0.8 of that share"
+        )
+    for key in ("filters", "speed_threshold", "distances"):
+        if key in table:
+            cam.notes.append(f"camera {cam.name}: zone {name}'s {key} (no equivalent in segcast's zones)")
+    if refusal := _refusal(parse_zones, zone):
+        cam.notes.append(f"camera {cam.name}: zone {name} left out: {refusal}")
+        return None
     return zone
+
+
+def _refusal(parse: Callable[[object], object], shape: dict[str, Any]) -> str | None:
+    """Why segcast would refuse ``shape`` (a polygon that crosses itself...), or None: a Frigate shape it
+    refuses is left out with a note rather than stopping the whole import."""
+    try:
+        parse([shape])
+    except ValueError as exc:
+        return str(exc).partition(": ")[2] or str(exc)
+    return None
 
 
 def _ignore_zones(cam: _Camera, masks: Any, stem: str, classes: list[str] | None) -> list[dict[str, Any]]:
@@ -282,6 +324,9 @@ def _ignore_zones(cam: _Camera, masks: Any, stem: str, classes: list[str] | None
         zone = _placed(cam, re.sub(r"[^A-Za-z0-9_-]", "-", f"{stem}-{i}")[:64], polygon)
         if classes:
             zone["classes"] = classes
+        if refusal := _refusal(parse_ignore_zones, zone):
+            cam.notes.append(f"camera {cam.name}: mask {zone['name']} left out: {refusal}")
+            continue
         zones.append(zone)
     return zones
 
@@ -292,9 +337,20 @@ def _placed(cam: _Camera, name: str, points: list[tuple[float, float]]) -> dict[
         return {"name": name, "points": [list(p) for p in points], "units": "fraction"}
     if cam.size is not None:
         width, height = cam.size
-        scaled = [[round(x / width, 4), round(y / height, 4)] for x, y in points]
+        scaled = [[_fraction(x / width), _fraction(y / height)] for x, y in points]
         return {"name": name, "points": scaled, "units": "fraction"}
+    note = (
+        f"camera {cam.name}: its zones and masks stay in pixels of its detect picture, no detect size being "
+        "given (Frigate before 0.13 scaled that picture to 1280x720): check them on its picture in the viewer"
+    )
+    if note not in cam.notes:
+        cam.notes.append(note)
     return {"name": name, "points": [list(p) for p in points], "units": "px"}
+
+
+def _fraction(value: float) -> float:
+    """A share of the picture's width or height, a point a pixel beyond its edge (Frigate takes those) on it."""
+    return min(1.0, max(0.0, round(value, 4)))
 
 
 def _polygons(value: Any) -> list[list[tuple[float, float]]]:
@@ -304,6 +360,13 @@ def _polygons(value: Any) -> list[list[tuple[float, float]]]:
     if numbers and all(len(pair) == 2 for pair in numbers):  # a list of points: one polygon
         numbers = [[v for pair in numbers for v in pair]]
     return [list(zip(flat[::2], flat[1::2], strict=True)) for flat in numbers if len(flat) >= 6 and len(flat) % 2 == 0]
+
+
+def _labels(value: Any) -> list[str]:
+    """Frigate's object labels: a list, or one label as a string (its zones take either)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(label) for label in value]
 
 
 def _size(detect: Mapping[str, Any]) -> tuple[float, float] | None:
