@@ -113,7 +113,7 @@ def test_each_camera_is_a_stream_of_its_detect_input_with_its_objects_and_rate(
     assert backyard.uri == "rtsp://viewer:s3cret@10.0.0.8:554/stream2", "go2rtc's source, not Frigate's restream"
     assert not any("go2rtc" in note for note in notes)
     assert settings.events.mqtt is not None and settings.events.mqtt.host == "192.168.1.10"
-    assert settings.events.mqtt.username == "frigate"
+    assert settings.events.mqtt.username == "frigate" and not settings.events.mqtt.tls
     assert any(note.startswith("{FRIGATE_MQTT_PASSWORD}: not set here") for note in notes)
 
 
@@ -240,3 +240,14 @@ def test_a_config_frigate_would_not_read_either_is_one_line_not_a_traceback(
     assert exited.code == EXIT_STARTUP_ERROR
     assert exited.err.startswith("segcast: config.yml: cameras.yard: not read as a Frigate camera ("), exited.err
     assert "Traceback" not in exited.err
+
+
+def test_a_broker_frigate_reached_over_tls_is_reached_over_tls() -> None:
+    frigate = {
+        "detectors": {"coral": {"type": "edgetpu"}},
+        "mqtt": {"host": "broker.lan", "port": 8883, "tls_ca_certs": "/config/ca.pem"},
+        "cameras": {"gate": {"ffmpeg": {"inputs": [{"path": "rtsp://10.0.0.5/live"}]}}},
+    }
+    conversion = convert(frigate)
+    assert 'port = 8883\ntls = true\nca_file = "/config/ca.pem"\n' in conversion.text
+    assert any(note.startswith("detectors and model: segcast runs its own model") for note in conversion.notes)

@@ -89,6 +89,11 @@ def convert(frigate: Mapping[str, Any], source: str = "config.yml") -> Conversio
     if defaults:
         lines += ["[stream_defaults]", *defaults, ""]
     lines += _mqtt(_table(frigate, "mqtt"), notes)
+    if "model" in frigate or "detectors" in frigate:
+        notes.append(
+            "detectors and model: segcast runs its own model (yolov8n-seg by default, COCO's classes, --model for "
+            "another); labels of a Frigate+ model that COCO lacks (package...) need a model that has them"
+        )
     for name, camera in cameras.items():
         if not isinstance(camera, Mapping):
             raise FrigateConfigError(f"{source}: cameras.{name}: expected a table, got {camera!r}")
@@ -131,6 +136,11 @@ def _mqtt(mqtt: Mapping[str, Any], notes: list[str]) -> list[str]:
         lines.append(f"username = {toml_value(_filled(str(mqtt['user']), notes))}")
     if "password" in mqtt:
         lines.append(f"password = {toml_value(_filled(str(mqtt['password']), notes))}")
+    if mqtt.get("tls_ca_certs") or mqtt.get("port") == 8883:
+        lines.append("tls = true")
+        if mqtt.get("tls_ca_certs"):
+            lines.append(f"ca_file = {toml_value(str(mqtt['tls_ca_certs']))}")
+            notes.append("mqtt: ca_file is Frigate's path (inside its container?): check it from segcast's config")
     notes.append(
         "mqtt: segcast publishes under segcast/ (topic_prefix) with its own messages, and Home Assistant finds "
         "its entities by discovery: automations on frigate/events need redoing (README, Events out)"
