@@ -217,8 +217,10 @@ def _file_options(
             continue
         if group != ("tracker", "tracker_settings"):
             written.update({name: values[name] for name in names})
-            if "class_filters" in names and not as_filed:
+            if "class_filters" in names:  # those it holds apart from the defaults' (where any)
                 written["class_filters"] = _own_class_filters(stream.options, settings.stream_defaults)
+                if not written["class_filters"]:
+                    del written["class_filters"]
             continue
         # A stream of the file as it started: the keys its table set (a table that set only
         # tracker_settings takes its tracker from the defaults, whichever --tracker makes them).
@@ -265,18 +267,22 @@ def _own_tracker_settings(options: StreamOptions, file_defaults: StreamOptions) 
 
 
 def _own_class_filters(options: StreamOptions, file_defaults: StreamOptions) -> dict[str, dict[str, float]]:
-    """The class filters to write for a stream running with ``options``.
-
-    Read back, they are merged over the file's defaults' (`StreamOptions.from_mapping`), so a class or a key of
-    those the stream runs without (taken out through the API) is written as the stream's own value of that
-    key, so it runs as it ran.
+    """The class filters to write for a stream running with ``options``: the classes and keys it holds apart
+    from the file's defaults', over which they are merged when read back (`StreamOptions.from_mapping`), so the
+    stream follows later edits of the others. A class or a key of the defaults' it runs without (taken out
+    through the API; TOML has no null) is written as the stream's own value of that key at the save.
     """
-    own = {name: filtered.to_json() for name, filtered in options.class_filters}
+    defaults = {name: filtered.to_json() for name, filtered in file_defaults.class_filters}
+    mine = {name: filtered.to_json() for name, filtered in options.class_filters}
     runs_at = {"conf": options.conf, "min_area": options.min_area, "max_area": options.max_area}
-    for name, default in file_defaults.class_filters:
-        for key in default.to_json():
-            own.setdefault(name, {}).setdefault(key, runs_at[key])
-    return dict(sorted(own.items()))
+    own: dict[str, dict[str, float]] = {}
+    for name in sorted(defaults.keys() | mine.keys()):
+        given, held = defaults.get(name, {}), mine.get(name, {})
+        differs = {key: value for key, value in held.items() if given.get(key) != value}
+        differs.update({key: runs_at[key] for key in given if key not in held})
+        if differs:
+            own[name] = differs
+    return own
 
 
 #: The line a save writes at the top of the file, under the comments that were there.

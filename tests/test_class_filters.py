@@ -185,6 +185,13 @@ def test_a_config_files_stream_keeps_the_defaults_class_filters_it_does_not_set_
     settings = load_config(path)
     [drive] = settings.streams
     assert dict(drive.options.class_filters) == {DISC: ClassFilter(conf=0.9), SQUARE: ClassFilter(min_area=0.01)}
+    # Another option changed and saved: only its own class filter is written, the defaults' not copied in,
+    # so that a later edit of [stream_defaults] still reaches it.
+    capped = StreamOptions.from_mapping({"process_fps": 5}, drive.options, keep_settings=True)
+    write_config(settings, [dataclasses.replace(drive, options=capped)])
+    assert "class_filters = { square = { min_area = 0.01 } }\n" in path.read_text(), path.read_text()
+    settings = load_config(path)
+    [drive] = settings.streams
     # Its disc filter taken out through the API: saved, it must not come back from the defaults when read.
     without = StreamOptions.from_mapping({"class_filters": {DISC: None}}, drive.options, keep_settings=True)
     write_config(settings, [dataclasses.replace(drive, options=without)])
@@ -220,6 +227,19 @@ def test_a_track_takes_a_class_only_on_a_detection_at_that_classs_conf() -> None
     classes = [found[0].class_name for found in tracks]
     assert classes[:8] == [SQUARE] * 8, classes
     assert classes[-1] == DISC, classes
+
+
+def test_a_class_conf_raised_in_place_holds_for_tracks_already_reported() -> None:
+    """A poster taken for a disc at 0.9: raising the disc's conf over that on the running stream hides its
+    track from the next frame (it had passed the old conf only), as for a stream that started with it."""
+    image, detections = two_objects(0.9)
+    own = StreamOptions.from_mapping({"class_filters": {DISC: {"conf": 0.8}}})
+    tracker = StreamTracker("cam", NAMES, own, FPS)
+    before = [{t.class_id for t in tracker.update(detections, frame(i, image))[0]} for i in range(3)]
+    raised = StreamOptions.from_mapping({"class_filters": {DISC: {"conf": 0.95}}})
+    tracker.follow(raised)
+    after = [{t.class_id for t in tracker.update(detections, frame(i, image))[0]} for i in range(3, 6)]
+    assert before == [{0, 1}] * 3 and after == [{1}] * 3, (before, after)
 
 
 def test_a_running_stream_takes_class_filters_in_place_unless_they_lower_its_least_conf(

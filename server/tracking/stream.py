@@ -189,7 +189,14 @@ class StreamTracker:
             self._rate = self._rate.capped(options.process_fps)
         if not self._filter.same_as(options):
             self._filter = ObjectFilter(self.stream_id, options, self._class_names, self._filter.told)
-            self._class_conf = _class_conf(self._class_names, options)
+            class_conf = _class_conf(self._class_names, options)
+            # A class whose conf changed is reported again only from a detection at its new one.
+            moved = {
+                i for i in self._class_conf.keys() | class_conf.keys() if self._class_conf.get(i) != class_conf.get(i)
+            }
+            self._class_conf = class_conf
+            for known in self._history.values():
+                known.passed -= moved
         self._options = options
 
     @property
@@ -251,8 +258,11 @@ class StreamTracker:
         boxes = detections.boxes[:, :4].tolist()
         for row, weak in zip(rows.tolist(), below, strict=True):
             track_id, class_id, index = int(row[4]) + id_base, int(row[6]), int(row[7])
-            if weak and track_id not in history:
-                continue  # not reported yet: a track is first reported on a detection at the stream's conf
+            known = history.get(track_id)
+            if weak and (known is None or self._gate(known.class_id) not in known.passed):
+                # Not reported yet: a track is first reported on a detection at its class's conf (the
+                # stream's, or its class filter's, which a change in place may have raised since).
+                continue
             found = 0 <= index < len(detections)
             # The detection's own box agrees with its mask; tracktrack may report boxes it recovered.
             box = _box(boxes[index] if found else row)
@@ -298,6 +308,10 @@ class StreamTracker:
             return detections, ignored
         return detections.select(indices), ignored
 
+    def _gate(self, class_id: int) -> int:
+        """The confidence gate of ``class_id``: its own, where a class filter sets its conf, else the stream's."""
+        return class_id if class_id in self._class_conf else _STREAM_GATE
+
     def _report_conf(self, class_ids: np.ndarray) -> np.ndarray:
         """The confidence a detection of each of ``class_ids`` needs to be reported, as the model's float32."""
         conf = np.full(len(class_ids), self._options.conf, dtype=np.float32)
@@ -333,7 +347,7 @@ class StreamTracker:
             self._history[track_id] = history
             self._last_id = max(self._last_id, track_id)
             started = self._event(TrackEventKind.START, track_id, history, frame)
-        gate = class_id if class_id in self._class_conf else _STREAM_GATE
+        gate = self._gate(class_id)
         if sure:
             history.passed.add(gate)
         class_id = history.vote(class_id, confidence) if gate in history.passed else history.class_id
