@@ -47,8 +47,6 @@ PLACEHOLDER = re.compile(r"\{(FRIGATE_[A-Za-z0-9_]+)\}")
 GO2RTC_RESTREAM = re.compile(r"rtsps?://(?:127\.0\.0\.1|localhost|\[::1\]):8554/([^?#/]+)")
 #: Frigate's labelmap calls COCO's trucks cars too; a COCO model tells them apart.
 FRIGATE_CAR_NOTE = "Frigate's car includes COCO's truck (its labelmap): add truck where you track car"
-#: A segcast shape's name: Frigate's zone names are of these characters too, masks get one made up.
-SHAPE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 
 class FrigateConfigError(ValueError):
