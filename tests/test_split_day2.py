@@ -85,7 +85,7 @@ def test_a_camera_changed_in_cams_toml_is_said_as_its_change_not_as_a_lost_save(
     )
     capsys.readouterr()
 
-    assert _split(config, 2, first, "--force", "--dry-run") == 0
+    assert _split(config, 2, first, "--force", "--discard-node-changes", "--dry-run") == 0
     lines = capsys.readouterr().out.splitlines()
     assert "    a: conf 0.25 -> 0.5, zones changed" in lines
     assert [line for line in lines if "saved here" in line] == [

@@ -19,6 +19,7 @@ from server.config import load_config
 from server.deploy.node_files import toml_document
 from server.deploy.split import split_config
 from server.deploy.split_writing import write_split
+from server.options import StreamOptions
 from server.persist import write_config
 from tests.support.ports import consecutive_free_ports
 from tests.test_split import _files, _ids
@@ -206,6 +207,73 @@ def _save_through_the_api(node_file: Path, stream_id: str, **options: float) -> 
     write_config(settings, streams)
 
 
+def _save_zones_through_the_api(node_file: Path, stream_id: str, zones: list[dict[str, object]]) -> None:
+    """``zones`` drawn in ``stream_id``'s view on its node and saved there (?persist=1), as the node writes them."""
+    settings = load_config(node_file)
+    streams = [
+        replace(stream, options=StreamOptions.from_mapping({"zones": zones}, stream.options))
+        if stream.stream_id == stream_id
+        else stream
+        for stream in settings.streams
+    ]
+    write_config(settings, streams)
+
+
+POND = {"name": "pond", "points": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]], "units": "fraction"}
+
+
+def test_a_resplit_that_would_drop_zones_a_node_saved_is_refused_showing_them_to_copy(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zone drawn in node-2's viewer and saved to its file (?persist=1) was dropped by the next routine
+    `split --force` (a camera added to cams.toml), said in one line of its report, status 0. Now that split
+    is refused, writing nothing, with the zone shown as the node file has it; copied into cams.toml, the
+    split goes through and node-2 keeps it; --discard-node-changes drops it as before."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0  # c1, c3; c2
+    node_2 = _node_file(config, 2)
+    _save_zones_through_the_api(node_2, "c2", [POND])
+    config.write_text(config.read_text() + '[[streams]]\nid = "c4"\nuri = "scene:?seed=4"\n')
+    saved = node_2.read_text()
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "segcast: settings saved through a node's API (?persist=1) differ from cams.toml's, and this split would "
+        "replace them with cams.toml's (cams.node-2.toml: c2's zones); nothing was written: copy those you want to "
+        "keep into cams.toml's tables (below, as each node file has them), or split again with "
+        "--discard-node-changes to drop them\n# cams.node-2.toml\n[[streams]]\n"
+    )
+    assert node_2.read_text() == saved
+    assert "c4" not in _ids(_node_file(config, 1)) + _ids(node_2)
+    shown = tomllib.loads(err.split("# cams.node-2.toml\n", 1)[1])["streams"]
+    assert shown == [{"id": "c2", "zones": [POND]}]
+
+    assert main(["split", str(config), "--nodes", "2", "--force", "--dry-run"]) == 2  # as the split would say
+    capsys.readouterr()
+    table = err.split('id = "c2"\n', 1)[1]  # what the person copies under c2's table in cams.toml
+    config.write_text(config.read_text().replace('uri = "scene:?seed=1"\n', f'uri = "scene:?seed=1"\n{table}\n'))
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
+    assert "lost" not in capsys.readouterr().out
+    (c2,) = [stream for stream in load_config(node_2).streams if stream.stream_id == "c2"]
+    assert [zone.name for zone in c2.options.zones] == ["pond"]
+
+
+def test_discard_node_changes_replaces_a_nodes_saved_settings_with_the_source_files(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--discard-node-changes: the split goes on, says what it drops, and the node file has cams.toml's."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    node_2 = _node_file(config, 2)
+    _save_zones_through_the_api(node_2, "c2", [POND])
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force", "--discard-node-changes"]) == 0
+    assert "    c2: its zones saved here differ from cams.toml's: lost" in capsys.readouterr().out.splitlines()
+    (c2,) = [stream for stream in load_config(node_2).streams if stream.stream_id == "c2"]
+    assert c2.options.zones == ()
+
+
 def test_a_changed_stream_default_is_no_cameras_setting_saved_through_its_node(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -218,7 +286,7 @@ def test_a_changed_stream_default_is_no_cameras_setting_saved_through_its_node(
     config.write_text(config.read_text().replace("conf = 0.3", "conf = 0.4"))
     capsys.readouterr()
 
-    assert main(["split", str(config), "--nodes", "2", "--force", "--dry-run"]) == 0
+    assert main(["split", str(config), "--nodes", "2", "--force", "--discard-node-changes", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     for node in ("cams.node-1.toml", "cams.node-2.toml"):  # the change itself, said once for each node file
         said = next(line for line in lines if line.startswith(f"  {node}: the same cameras"))
@@ -239,7 +307,7 @@ def test_a_node_file_its_api_saved_lists_no_setting_the_resplit_leaves_as_it_was
     assert "[model]" in _node_file(config, 1).read_text()  # the save spelled out what the split had left out
     capsys.readouterr()
 
-    assert main(["split", str(config), "--nodes", "2", "--force", "--dry-run"]) == 0
+    assert main(["split", str(config), "--nodes", "2", "--force", "--discard-node-changes", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "  cams.node-1.toml: the same cameras" in lines
     assert "    c1: its iou saved here differ from cams.toml's: lost" in lines

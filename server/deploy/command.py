@@ -43,6 +43,12 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     )
     split.add_argument("--force", action="store_true", help="replace node files and an entrance already there")
     split.add_argument(
+        "--discard-node-changes",
+        action="store_true",
+        help="replace the settings nodes saved through their API (?persist=1) with FILE's; without it such a split "
+        "is refused, showing them to copy into FILE",
+    )
+    split.add_argument(
         "--dry-run",
         action="store_true",
         help="say where each camera goes and what changes in each file, write nothing (status 2 where it would refuse)",
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             for line in replaced_changes(split):
                 print(line)
             try:
-                running = check_split(split, args.force)
+                running = check_split(split, args.force, args.discard_node_changes)
             except SplitError:
                 _print_placement(split, (), (), dry_run=True)  # the plan the refusal is about
                 raise
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             _print_mqtt(split)
             _print_running(split, running, runs, kept, unread)
             return 0
-        running = write_split(split, args.force, report=print)
+        running = write_split(split, args.force, report=print, discard_saves=args.discard_node_changes)
     except (SplitError, ConfigError) as exc:
         print(f"segcast: {exc}", file=sys.stderr)
         return EXIT_STARTUP_ERROR

@@ -9,7 +9,7 @@ import copy
 import io
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +108,19 @@ def node_file_header(source: Path, index: int, nodes: int) -> str:
         f"# nodes is {source.stem}.nginx.conf. Changes saved through this node's API land here; a new split\n"
         f"# (--force) keeps this node's cameras on it, with their settings from {source.name}.\n\n"
     )
+
+
+def saved_settings_text(path: Path, stream_id: str, names: Iterable[str]) -> str:
+    """The settings ``names`` of camera ``stream_id`` as the node file at ``path`` has them, as a TOML
+    ``[[streams]]`` table to copy into the source file (headed by a comment naming the node file). A
+    camera's address is named, not shown (it may hold a password), and a setting the table leaves out
+    (taken back to its default there) is said in a comment."""
+    tables: list[dict[str, Any]] = read_document(path).get("streams", [])
+    table = next((t for t in tables if t.get("id") == stream_id), {})
+    shown = {"id": stream_id, **{name: table[name] for name in names if name in table and name != "uri"}}
+    notes = [
+        f"# {name}: {'not shown (it may hold a password): see ' + path.name if name == 'uri' else 'the default there'}"
+        for name in names
+        if name == "uri" or name not in table
+    ]
+    return "\n".join([f"# {path.name}", *notes, toml_document({"streams": [shown]}).rstrip("\n")])

@@ -29,18 +29,19 @@ import stat
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from server.config import StreamConfig, load_config, settings_from_mapping
 from server.config_values import ConfigError
 from server.deploy.entrance import listens_with_tls
-from server.deploy.node_files import NODE_HOST
+from server.deploy.node_files import NODE_HOST, saved_settings_text
 from server.deploy.running_nodes import Answer, Answered, answers_at, what_answers
 from server.deploy.split import EarlierNode, Split, SplitError, reachable_host
 from server.deploy.written_cameras import (
     WRITTEN_RECORD,
     WRITTEN_RECORD_MODE,
+    Record,
     as_written,
     digests,
     read_record,
@@ -58,11 +59,24 @@ ENTRANCE_MODE = 0o644
 #: Settings whose values the change list names but never shows: tokens, passwords, and a webhook's URL,
 #: which holds its secret on many services (a Slack or Discord hook).
 SECRET_SETTINGS = frozenset({"admin_tokens", "viewer_tokens", "password", "secret", "url"})
+
+
 #: A setting a file does not set: its default, as segcast writes none of those but a few it spells out.
 _NOT_SET = object()
 
 
-def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | None = None) -> tuple[EarlierNode, ...]:
+@dataclass(frozen=True, slots=True)
+class LostSave:
+    """A camera's settings that its node's API saved in the node file at ``path`` and a split would replace."""
+
+    path: Path
+    stream_id: str
+    names: tuple[str, ...]  # setting names, as its [[streams]] table spells them (``zones``, ``conf``)
+
+
+def write_split(
+    split: Split, overwrite: bool, report: Callable[[str], None] | None = None, discard_saves: bool = False
+) -> tuple[EarlierNode, ...]:
     """Write every file of ``split`` once `check_split` lets it; what each replaced file loses or gains
     goes to ``report``, line by line, before anything is written. The nodes of the earlier split that
     answer (each keeps or gains cameras: `check_split`), for the caller to say which to restart.
@@ -75,7 +89,7 @@ def write_split(split: Split, overwrite: bool, report: Callable[[str], None] | N
     A running node's file whose settings this split leaves as they are is not written at all (`kept_as_is`).
     What it wrote of each camera is recorded in the entrance's folder (`server.deploy.written_cameras`), for
     the next split to tell a setting saved through a node's API from one changed in the source since."""
-    running = check_split(split, overwrite)
+    running = check_split(split, overwrite, discard_saves)
     if report is not None:
         for line in replaced_changes(split):
             report(line)
@@ -152,9 +166,10 @@ def _cameras_by_id(data: dict[str, object], path: Path) -> dict[str, StreamConfi
     return {stream.stream_id: replace(stream, from_api=False) for stream in streams}
 
 
-def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
+def check_split(split: Split, overwrite: bool, discard_saves: bool = False) -> tuple[EarlierNode, ...]:
     """SplitError where ``split`` must not be written: a file there already, unless ``overwrite`` (a
-    node's file holds what its API saved with ``?persist=1`` since the last split); a folder where a
+    node's file holds what its API saved with ``?persist=1`` since the last split); settings saved so that it
+    would replace, unless ``discard_saves`` (`_refuse_losing_saves`); a folder where a
     file goes (or one to remove is); segcast answering at the source file's own address; a node of the
     earlier split that answers and would lose a camera, its port, or its file. Else the earlier split's
     nodes that answer (each keeps or gains cameras)."""
@@ -166,6 +181,8 @@ def check_split(split: Split, overwrite: bool) -> tuple[EarlierNode, ...]:
             + ("it" if len(split.existing) == 1 else "them")
             + (" and removes the files of nodes beyond the new number" if split.stale else "")
         )
+    if not discard_saves:
+        _refuse_losing_saves(split)
     places = [*(node.path for node in split.nodes), split.entrance_path, *split.stale]
     if blocked := [path for path in places if path.exists() and not path.is_file()]:
         raise SplitError(
@@ -327,12 +344,8 @@ def replaced_changes(split: Split) -> list[str]:
             changes.append("is removed (more nodes than this split's)")
         settings = _setting_changes(old_text.get(path), new_text[path], path) if share is not None else []
         lines.append(f"  {path.name}: {'; '.join([*(changes or ['the same cameras']), *settings])}")
-        given_before = _source_streams_under_defaults_of(split.source, old_text.get(path))
-        for stream in old:
-            if stream.stream_id not in wanted:
-                continue
-            source_stream, written = wanted[stream.stream_id], as_written(record, path, old_text.get(path), stream)
-            changed, lost = _camera_changes(stream, source_stream, given_before.get(stream.stream_id), written)
+        for stream, changed, lost in _camera_differences(split, path, old, wanted, record, old_text.get(path)):
+            source_stream = wanted[stream.stream_id]
             said = [", ".join(_camera_change(name, stream, source_stream) for name in changed)] if changed else []
             said += [f"its {', '.join(lost)} saved here differ from {source}'s: lost"] if lost else []
             if said:
@@ -434,6 +447,63 @@ def _source_streams_under_defaults_of(source: Path, node_text: str | None) -> di
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
         return {}
     return {stream.stream_id: stream for stream in settings.streams}
+
+
+def _camera_differences(
+    split: Split,
+    path: Path,
+    old: Iterable[StreamConfig],
+    wanted: Mapping[str, StreamConfig],
+    record: Record | None,
+    old_text: str | None,
+) -> Iterator[tuple[StreamConfig, list[str], list[str]]]:
+    """Each camera of the node file at ``path`` (its cameras ``old``, its text ``old_text``) that the source
+    file still has (``wanted``), with the settings changed in the source since and those saved there
+    through its node's API (`_camera_changes`)."""
+    given_before = _source_streams_under_defaults_of(split.source, old_text)
+    for stream in old:
+        if stream.stream_id in wanted:
+            before, written = given_before.get(stream.stream_id), as_written(record, path, old_text, stream)
+            yield stream, *_camera_changes(stream, wanted[stream.stream_id], before, written)
+
+
+def lost_saves(split: Split) -> list[LostSave]:
+    """The settings of each camera that a node's API saved in its file (``?persist=1``: zones drawn in its
+    viewer, a confidence changed) and that this split would replace with the source's, in node order."""
+    there = split.node_files_there()
+    if not there:
+        return []
+    record = read_record(split.entrance_state)
+    wanted = {stream.stream_id: stream for stream in load_config(split.source, flag=None).streams}
+    old_text = {node.path: node.text for node in split.earlier}
+    lost: list[LostSave] = []
+    for path in there:
+        try:
+            old = load_config(path, flag=None).streams
+        except ConfigError:  # replaced as a whole, which replaced_changes says
+            continue
+        for stream, _, names in _camera_differences(split, path, old, wanted, record, old_text.get(path)):
+            if names:
+                lost.append(LostSave(path, stream.stream_id, tuple(names)))
+    return lost
+
+
+def _refuse_losing_saves(split: Split) -> None:
+    """SplitError where this split would replace settings a node's API saved in its file (`lost_saves`):
+    a person drew those zones in a node's viewer and ticked "Save to config file", and a routine split
+    (a camera added to the source) would drop them with one line of its report. The error names each
+    and shows them as the node file has them, to copy into the source; ``--discard-node-changes`` goes on."""
+    lost = lost_saves(split)
+    if not lost:
+        return
+    source = split.source.name
+    named = "; ".join(f"{save.path.name}: {save.stream_id}'s {', '.join(save.names)}" for save in lost)
+    shown = "\n".join(saved_settings_text(save.path, save.stream_id, save.names) for save in lost)
+    raise SplitError(
+        f"settings saved through a node's API (?persist=1) differ from {source}'s, and this split would replace "
+        f"them with {source}'s ({named}); nothing was written: copy those you want to keep into {source}'s tables "
+        f"(below, as each node file has them), or split again with --discard-node-changes to drop them\n{shown}"
+    )
 
 
 def _camera_changes(
