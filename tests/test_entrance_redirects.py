@@ -110,6 +110,36 @@ async def test_following_a_snapshots_redirect_gives_the_nodes_snapshot(
             assert (await response.json())["id"] == "cam2"
 
 
+async def test_a_kiosks_wall_at_the_boxs_address_leads_to_every_nodes_wall(tmp_path: Path) -> None:
+    """``/?wall=1&token=...`` on a kiosk screen was the box's wall; after a split it got the entrance's list
+    of nodes. Now All cameras' wall, the query kept; ``/`` alone is still that list."""
+    async with entrance(tmp_path, TWO_NODES) as base, aiohttp.ClientSession() as session:
+        assert await location(session, f"{base}/?wall=1&token=s2.viewer.x") == (
+            307,
+            "all/static/fleet.html?nodes=node-1,node-2&wall=1&token=s2.viewer.x",
+        )
+        async with session.get(f"{base}/?wall=1") as response:  # relative: behind another proxy's prefix too
+            assert str(response.url).startswith(f"{base}/all/static/fleet.html?nodes=node-1,node-2&wall=1")
+        async with session.get(f"{base}/", allow_redirects=False) as response:
+            assert response.status == 200
+            assert "All cameras" in await response.text()
+
+
+async def test_a_cameras_history_page_at_the_boxs_address_leads_to_its_node(tmp_path: Path) -> None:
+    """``/static/history.html?stream=cam2`` (a bookmark of the box's history page) got the entrance's 404:
+    now cam2's node, its filters kept; any other (every camera, one no node runs) node 1, which goes on in
+    the box's history file and so holds every event from before the split."""
+    async with entrance(tmp_path, TWO_NODES) as base, aiohttp.ClientSession() as session:
+        page = "/static/history.html"
+        assert await location(session, f"{base}{page}?stream=cam2&type=line_cross") == (
+            307,
+            f"/node-2{page}?stream=cam2&type=line_cross",
+        )
+        assert await location(session, f"{base}{page}?stream=cam1") == (307, f"/node-1{page}?stream=cam1")
+        assert await location(session, f"{base}{page}?stream=cam22") == (307, f"/node-1{page}?stream=cam22")
+        assert await location(session, f"{base}{page}") == (307, f"/node-1{page}")
+
+
 async def test_an_id_no_node_runs_still_gets_the_404_that_names_the_nodes(tmp_path: Path) -> None:
     """Ids are matched whole: cam2's redirect is not cam22's, nor a prefix of it."""
     async with entrance(tmp_path, TWO_NODES) as base, aiohttp.ClientSession() as session:

@@ -196,6 +196,10 @@ http {{
         listen {_listen_address(listen)}{" ssl" if tls else ""};{tls}
 
         location = / {{
+            # A kiosk's bookmark of a single box's wall (/?wall=1&token=...): every node's, its query kept.
+            if ($arg_wall != "") {{
+                return 307 {ALL_NODES}/static/fleet.html?nodes={",".join(names)}&$args;
+            }}
             default_type text/html;
             return 200 '<!doctype html><meta charset="utf-8"><title>segcast</title>
 <h1>segcast nodes</h1>
@@ -320,7 +324,22 @@ def camera_redirects(names: Sequence[str], streams: Sequence[Sequence[str]]) -> 
         "\n        # A single box's addresses of each camera, saved before the split: to the node that runs it.\n"
         + "\n".join(blocks)
         + "\n"
+        + _history_redirect(names[0], node_of)
     )
+
+
+def _history_redirect(first: str, node_of: dict[str, str]) -> str:
+    """The location of a single box's event history page: ``?stream=<id>`` to the node that runs the camera
+    (its events since the split), any other to node ``first``, which goes on in the box's history file
+    (`server.deploy.split`): every event from before the split is there. Its query kept, filters and all."""
+    page = "/static/history.html"
+    cases = "".join(
+        f"            if ($arg_stream = {stream_id}) {{\n                return 307 /{name}{page}$is_args$args;\n"
+        "            }\n"
+        for stream_id, name in node_of.items()
+        if name != first
+    )
+    return f"        location = {page} {{\n{cases}            return 307 /{first}{page}$is_args$args;\n        }}\n"
 
 
 #: Where the entrance says which node runs which camera (`fleet_map`). At its root, beside ``/healthz``:
