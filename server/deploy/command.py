@@ -177,6 +177,9 @@ def _print_mqtt(split: Split) -> None:
             if split.mqtt.discovery_id is not None
             else ""
         )
+        + f". The box's retained {prefix}/status (offline), {prefix}/server and {prefix}/<camera>/counts stay on "
+        f"the broker as it left them, which no node publishes again: once the nodes run, clear each with an empty "
+        f"retained message (mosquitto_pub -r -n -t {prefix}/status, and so on)"
     )
 
 
