@@ -180,3 +180,29 @@ def test_the_history_of_a_node_the_split_keeps_is_never_named_retired(
     capsys.readouterr()
     assert main(["split", str(config), "--nodes", str(nodes), "--force"]) == 0
     assert capsys.readouterr().out.count("no node reads it now") == len(retired)
+
+
+def test_growing_with_rebalance_gives_the_new_node_cameras_moving_as_few_as_it_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 -> 4 nodes kept every camera where it was, the new nodes given none ("node-3 gets no cameras"),
+    and the only way to even them out was moving cameras one by one through the API. --rebalance moves the
+    fullest nodes' last cameras to the emptiest until no two differ by more than one, and says why each
+    went; without it, the split is as before."""
+    config = _config(tmp_path)
+    assert main(["split", str(config), "--nodes", "2"]) == 0  # a, c, e; b, d, f
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "4", "--force", "--dry-run"]) == 0
+    assert "node-3, node-4 get no cameras" in capsys.readouterr().err
+
+    assert main(["split", str(config), "--nodes", "4", "--force", "--rebalance"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    nodes = [tmp_path / f"cams.node-{i}.toml" for i in range(1, 5)]
+    assert [_ids(node) for node in nodes] == [["a", "c"], ["b", "d"], ["e"], ["f"]]
+    assert "  cams.node-1.toml: loses e (to node-3)" in out
+    assert "  cams.node-3.toml (new): gains e (from node-1, --rebalance)" in out
+    assert "  cams.node-4.toml (new): gains f (from node-2, --rebalance)" in out
+
+    assert main(["split", str(config), "--nodes", "4", "--force", "--rebalance"]) == 0  # even already: no move
+    assert [_ids(node) for node in nodes] == [["a", "c"], ["b", "d"], ["e"], ["f"]]

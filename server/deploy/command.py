@@ -43,6 +43,12 @@ def add_arguments(commands: argparse._SubParsersAction) -> None:
     )
     split.add_argument("--force", action="store_true", help="replace node files and an entrance already there")
     split.add_argument(
+        "--rebalance",
+        action="store_true",
+        help="move cameras from the fullest nodes to the emptiest until they differ by one at most (a split keeps "
+        "each camera on its node otherwise; each move splits that camera's history and moves its MQTT topics)",
+    )
+    split.add_argument(
         "--discard-node-changes",
         action="store_true",
         help="replace the settings nodes saved through their API (?persist=1) with FILE's; without it such a split "
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from server.deploy.split_writing import check_split, replaced_changes, write_split
 
     try:
-        split = split_config(args.config, args.nodes, args.first_port)
+        split = split_config(args.config, args.nodes, args.first_port, args.rebalance)
         for warning in split.warnings:
             print(f"segcast: warning: {warning}", file=sys.stderr)
         if args.dry_run:

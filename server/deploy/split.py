@@ -163,9 +163,10 @@ class Split:
         return ours + [path for path in self.stale if path not in ours]
 
 
-def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split:
+def split_config(path: Path, nodes: int, first_port: int | None = None, rebalance: bool = False) -> Split:
     """The node files and entrance for ``path`` dealt out to ``nodes`` nodes (ports from ``first_port``,
-    by default the one after the file's own); SplitError or ConfigError says what stands in the way."""
+    by default the one after the file's own; ``rebalance``: `place_streams`); SplitError or ConfigError says
+    what stands in the way."""
     settings = load_config(path, flag=None)  # the file as segcast reads it: its own errors come first
     if not 1 <= nodes <= MAX_NODES:
         raise SplitError(f"--nodes {nodes}: expected 1 to {MAX_NODES}")
@@ -199,7 +200,7 @@ def split_config(path: Path, nodes: int, first_port: int | None = None) -> Split
 
     data = read_document(path)
     tables = data.get("streams", [])
-    shares, placed = place_streams(streams, nodes, earlier)
+    shares, placed = place_streams(streams, nodes, earlier, rebalance)
     files = []
     for index, (port, share) in enumerate(zip(ports, shares, strict=True), start=1):
         node_path = path.with_name(f"{path.stem}.{node_name(index)}.toml")
@@ -350,7 +351,7 @@ def reachable_host(host: str) -> str:
 
 
 def place_streams(
-    stream_ids: list[str], nodes: int, earlier: tuple[EarlierNode, ...]
+    stream_ids: list[str], nodes: int, earlier: tuple[EarlierNode, ...], rebalance: bool = False
 ) -> tuple[list[list[int]], dict[str, str]]:
     """Which cameras (positions in ``stream_ids``, the source file's order) each of ``nodes`` nodes gets,
     and why each camera that no earlier node keeps went where it did.
@@ -359,7 +360,8 @@ def place_streams(
     is one of ``nodes``: moving it would split its history, MQTT topics and metrics, and undo a move
     made through the API. Every other camera (one new to the fleet, one of a node beyond ``nodes``)
     goes, in the file's order, to the node with the fewest cameras so far, the lowest of those tied:
-    with no earlier split, that deals every Nth camera to each node.
+    with no earlier split, that deals every Nth camera to each node. ``rebalance`` then evens the nodes
+    out (`_even_out`): a split into more nodes otherwise gives the new ones nothing.
     """
     held: dict[str, int] = {}
     for node in earlier:  # in node order: a camera two files hold stays with the lower
@@ -377,7 +379,24 @@ def place_streams(
         fewest = min(range(nodes), key=lambda i: len(shares[i]))
         shares[fewest].append(position)
         placed[stream_id] = f"from {node_name(index)}, removed" if index else "in no node's file"
+    if rebalance:
+        _even_out(shares, stream_ids, placed)
     return [sorted(share) for share in shares], placed
+
+
+def _even_out(shares: list[list[int]], stream_ids: list[str], placed: dict[str, str]) -> None:
+    """Move cameras from the node with the most to the one with the fewest (the lowest of those tied)
+    until no two differ by more than one: as few moves as that takes, as each splits the camera's history
+    and moves its MQTT topics; the fullest node's last camera in the source file's order first."""
+    while True:
+        most = max(range(len(shares)), key=lambda i: (len(shares[i]), -i))
+        fewest = min(range(len(shares)), key=lambda i: (len(shares[i]), i))
+        if len(shares[most]) - len(shares[fewest]) <= 1:
+            return
+        position = max(shares[most])
+        shares[most].remove(position)
+        shares[fewest].append(position)
+        placed.setdefault(stream_ids[position], f"from {node_name(most + 1)}, --rebalance")
 
 
 def _empty_node_warnings(names: list[str]) -> tuple[str, ...]:
@@ -386,8 +405,8 @@ def _empty_node_warnings(names: list[str]) -> tuple[str, ...]:
         return ()
     return (
         f"{', '.join(names)} {'gets' if len(names) == 1 else 'get'} no cameras: a new split keeps each camera on "
-        'the node whose file has it; move some there through the API (docs/scaling.md, "Moving a camera"), '
-        "or, with every node stopped, remove the node files to deal all cameras out anew",
+        "the node whose file has it; with the nodes that would lose one stopped, split again with --rebalance to "
+        'even the nodes out, or move some there through the API (docs/scaling.md, "Moving a camera")',
     )
 
 
