@@ -299,6 +299,7 @@ async function fitAddForm() {
     return; // the server is away (or not yet up): the next hello asks again
   }
   view.zones.useViewerSettings(settings);
+  view.detection.useViewerSettings(settings);
   const { sources } = settings;
   const kinds = [`${sources.schemes.map((scheme) => `${scheme}:`).join(" ")} sources`];
   if (sources.files) kinds.push("video files inside the server's media folders");
@@ -468,7 +469,9 @@ window.addEventListener(
   (event) => {
     if (!pageKey(event)) return;
     if (current === null && /^[1-9]$/.test(event.key)) openTile(Number(event.key));
-    else if (current !== null && event.key === "Escape" && !view.zones.busy() && !document.fullscreenElement) {
+    else if (current !== null && event.key === "Escape" && !document.fullscreenElement) {
+      // A shape being drawn or moved, or detection settings edited and not applied, keep the view.
+      if (view.zones.busy() || view.detection.busy()) return;
       // A selected shape is let go first, as editors drop a selection; the next Escape leaves the view.
       if (view.zones.selected !== null) view.zones.select(null);
       else location.hash = "#/";

@@ -19,13 +19,14 @@
 // pinned or had the keyboard last is kept here, as the picture hovers and pins too.
 // ?transport=ws, or localStorage "segcast.transport" = "ws", keeps the view on the WebSocket.
 // Zones and lines are drawn and edited over the picture by web/zones.js; their events are listed by
-// web/events.js.
+// web/events.js, and the stream's detection settings shown and changed by web/detection_panel.js.
 // Where the server asks for tokens, the embed snippet's frame needs one in its address, as it cannot send
 // the page's own: the Embed panel mints a long-lived viewer token for it when asked, and says who can watch.
 
 import { ThrottledAnnouncer } from "./announce.js";
 import { mintToken } from "./api.js";
 import { appUrl, pageToken, storedToken } from "./connection.js";
+import { DetectionPanel } from "./detection_panel.js";
 import { EventList } from "./events.js";
 import { behindAdvice, wantedRate } from "./grid.js";
 import { drawOverlay, pictureRect, trackAt } from "./overlay.js";
@@ -162,6 +163,7 @@ export class StreamView {
       { canvas: elements.canvas, size, redraw: () => this.redraw(), reveal },
       { ...shapeSettings, ...elements.zones },
     );
+    this.detection = new DetectionPanel(byId("detection")); // the stream's conf, classes and class filters
     // A mouse plugged in or taken away: the drawing hint in its words (zones.js, touchOnly).
     matchMedia("(any-pointer: fine)").addEventListener("change", () => this.zones.render());
     tellPictureTop(elements.canvas.parentElement);
@@ -234,6 +236,7 @@ export class StreamView {
       this.setTransport("websocket");
       this.rtcAwaitsStream = webrtcWanted();
       this.zones.open(streamId);
+      this.detection.open(streamId);
       this.events.open(streamId);
       this.embedToken = null; // minted for one snippet: another stream's is asked for again
       this.embedTokenState.textContent = "";
@@ -355,6 +358,7 @@ export class StreamView {
     this.rtcAwaitsStream = false;
     this.streamId = null;
     this.zones.open(null);
+    this.detection.open(null);
     this.events.open(null);
     this.dropPicture();
   }
@@ -380,6 +384,7 @@ export class StreamView {
     this.setPaused(false);
     this.forget();
     this.zones.setStream(null);
+    this.detection.setStream(null);
     this.rtcAwaitsStream ||= webrtcWanted();
     this.endWebRTC();
     if (this.transport !== "websocket") {
@@ -514,6 +519,7 @@ export class StreamView {
     this.endedCamera = null;
     this.render();
     this.zones.setStream(stream, askedAt);
+    this.detection.setStream(stream, askedAt);
     this.zones.showProblem(stream.analytics_error ?? "");
     this.streamSeen();
   }

@@ -20,8 +20,12 @@ PRECONDITION_FAILED = "Failed to load resource: the server responded with a stat
 
 
 async def screen_point(page: Any, point: Point) -> tuple[float, float]:
-    """Where on the screen a point of the frame (in fractions) is shown."""
-    box = await page.locator("#video").bounding_box()
+    """Where on the screen a point of the frame (in fractions) is shown, the picture scrolled into view
+    first where part of it is not (a click outside the window lands nowhere): the stream view is taller
+    than a laptop's window, and a page scrolled down for a button below the picture hides its top."""
+    video = page.locator("#video")
+    await video.scroll_into_view_if_needed()
+    box = await video.bounding_box()
     return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
 
 
