@@ -614,9 +614,24 @@ def _export(args: argparse.Namespace) -> int:
             f"folder with Triton (segcast triton serve {result.path.parent} on a CPU), then run segcast with "
             f"--model grpc://TRITON-HOST:8001/{name}"
         )
+        _say_if_bundled(args.model)
         return 0
     print(f"segcast: wrote {result.path} in {result.seconds:.0f} s; serve it with --model {result.path}")
+    _say_if_bundled(args.model)
     return 0
+
+
+def _say_if_bundled(model: str) -> None:
+    """Export's default is segcast's own model, which knows only the generated scenes' shapes, where serve's is
+    a real one (`DEFAULT_MODEL`): an export made without --model, served to cameras, would find no one."""
+    from server.inference.models import BUNDLED_ALIASES, DEFAULT_MODEL
+
+    if model in BUNDLED_ALIASES and not Path(model).exists():
+        print(
+            "segcast: note: that is the bundled demo model, which knows only the generated scenes' disc, square and "
+            f"triangle; for cameras, export a real one: --model {DEFAULT_MODEL} (or your own .pt)",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

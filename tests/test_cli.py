@@ -711,3 +711,25 @@ def test_serve_and_split_say_a_utf16_config_file_is_utf16(tmp_path: Path, capsys
     assert main(["split", str(config), "--nodes", "2"]) == EXIT_STARTUP_ERROR
     assert capsys.readouterr().err.splitlines() == ["segcast: cams.toml is UTF-16: save it as UTF-8"]
     assert list(tmp_path.iterdir()) == [config]
+
+
+@pytest.mark.parametrize(
+    ("given", "noted"), [((), True), (("--model", "bundled"), True), (("--model", "yard.pt"), False)]
+)
+def test_an_export_of_the_bundled_model_says_it_knows_only_the_scenes_shapes(
+    given: tuple[str, ...], noted: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`segcast export --format openvino` without --model exported the bundled demo model, where serve's default
+    is a real one: served to cameras, it found no one, and nothing said why."""
+    import server.inference.export as export
+
+    def exported(model: str, format: str, out: Path, imgsz: int | None) -> export.ExportResult:
+        return export.ExportResult(out / "m_openvino_model", 1.0)
+
+    monkeypatch.setattr(export, "export_model", exported)
+    assert main(["export", "--format", "openvino", *given]) == 0
+    note = (
+        "segcast: note: that is the bundled demo model, which knows only the generated scenes' disc, square and "
+        "triangle; for cameras, export a real one: --model yolov8n-seg.pt (or your own .pt)"
+    )
+    assert capsys.readouterr().err.splitlines() == ([note] if noted else [])
