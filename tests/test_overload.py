@@ -287,6 +287,27 @@ def test_a_node_on_the_edge_writes_a_few_lines_an_hour_and_no_episode_in_none(
     assert told == episodes
 
 
+def test_falling_behind_again_for_a_minute_is_told_though_the_last_warning_was_minutes_ago(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A node warned, kept up 10 s later ("keeps up with the cameras again"), then fell behind for minutes:
+    inside the 10-minute quiet window the log said nothing, its last word "keeps up" while all its streams
+    were behind. An episode that lasts a minute is told then; one shorter than that stays counted."""
+    caplog.set_level(logging.INFO, logger=PACE_LOGGER)
+    log = OverloadLog(interval_s=600.0)
+    log.update([("cam", SLOW_CAM)], 1.0, now=0.0)
+    log.update([], 0.5, now=10.0)
+    for second in range(20, 80):  # behind again from 20 s: 59 s so far
+        log.update([("cam", SLOW_CAM)], 1.0, now=float(second))
+    assert [r.levelno for r in pace_lines(caplog)] == [logging.WARNING, logging.INFO]
+    log.update([("cam", SLOW_CAM)], 1.0, now=80.0)
+    log.update([("cam", SLOW_CAM)], 1.0, now=81.0)
+    log.update([], 0.5, now=90.0)
+    lines = pace_lines(caplog)
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.INFO, logging.WARNING, logging.INFO]
+    assert "[cam] 4.5 of 29.0 fps" in lines[2].getMessage() and "more since" not in lines[2].getMessage()
+
+
 # -- the inference thread's busy share -------------------------------------------------------------
 
 

@@ -57,6 +57,9 @@ BUSY_WINDOW_S = 10.0
 #: The node's falling behind is logged at WARNING at most this often; episodes in between are counted
 #: into the next line, so a node on the edge cannot flood the log.
 OVERLOAD_LOG_INTERVAL_S = 600.0
+#: An episode that lasts this long is told at once, quiet window or not: the window is for a node on the
+#: edge that flaps, not for one that fell behind again for good after saying it kept up.
+LASTING_EPISODE_S = 60.0
 #: What to do about a node whose inference cannot keep up, as the log says it (web/grid.js's behindAdvice
 #: says the same in the viewer).
 OVERLOAD_ADVICE = (
@@ -215,8 +218,10 @@ class OverloadLog:
     their last verdicts (`LastVerdicts`), so a stream that stops being judged (a restart, a stall, a
     file that ended, inference unavailable) neither ends an episode nor starts one. Episodes that start within
     `OVERLOAD_LOG_INTERVAL_S` of the last WARNING are counted, not told: into the next WARNING, or,
-    if they are over by the end of that interval, into a line of their own then. So a node on the
-    edge of its capacity writes a few lines an hour, and no episode is in no line.
+    if they are over by the end of that interval, into a line of their own then; but one that lasts
+    `LASTING_EPISODE_S` is told then (the log's last word must not be "keeps up" for minutes while
+    it does not). So a node on the edge of its capacity writes a few lines an hour, no episode is in
+    no line, and none told only in a count lasted a minute.
     Not thread-safe: one caller at a time (`StreamManager.check_pace`).
     """
 
@@ -225,13 +230,19 @@ class OverloadLog:
         self._episodes = ThrottledCount(interval_s)
         self._behind = False  # as of the last update
         self._told_behind = False  # the log's last word on it is that the node is behind
+        self._began = 0.0  # when the node last fell behind (monotonic)
 
     def update(self, behind: Sequence[tuple[str, PaceVerdict]], busy_share: float, now: float) -> None:
         """The streams behind by their last verdicts (`LastVerdicts.update`; none: the node keeps up), the
         inference thread's busy share, and the monotonic time."""
         started = bool(behind) and not self._behind
         self._behind = bool(behind)
+        if started:
+            self._began = now
         count = self._episodes.add(1, now) if started else self._episodes.due(now)
+        if not count and behind and not self._told_behind and now - self._began >= LASTING_EPISODE_S:
+            count = self._episodes.take()  # this one and those counted before it, told now
+            self._episodes.told(now)
         if count and behind:
             rates = ", ".join(f"[{i}] {v.processed_fps:.1f} of {v.wanted_fps:.1f} fps" for i, v in behind)
             again = f"; it fell behind {_times(count - 1)} more since this was last logged" if count > 1 else ""
@@ -246,10 +257,11 @@ class OverloadLog:
             self._told_behind = True
         elif count:
             log.warning(
-                "inference fell behind the cameras %s in the last %.0f s, each time for a short while; it keeps "
+                "inference fell behind the cameras %s in the last %.0f s, each time for less than %.0f s; it keeps "
                 "up now. If it goes on, %s",
                 _times(count),
                 self._interval_s,
+                LASTING_EPISODE_S,
                 OVERLOAD_ADVICE,
             )
         elif not behind and self._told_behind:
