@@ -83,9 +83,10 @@ export function behindAdvice(stream) {
   const frames = wantedRate(stream).capped ? "the frames this camera's process_fps wants" : "this camera's frames";
   return (
     `Inference takes ${share} of ${frames} and skips the rest: this server has more cameras than it can ` +
-    "infer. Give the cameras that need fewer frames a process_fps (the inference they leave goes to the " +
-    "others), lower the streams' imgsz, run fewer cameras on this server, or use a GPU or another node " +
-    "(README, “A node with more cameras than it can infer”)."
+    "infer. Give the cameras that need fewer frames a process_fps, or a lower one (the inference they leave " +
+    "goes to the others), on a CPU run a model exported for it rather than a .pt (segcast export), lower the " +
+    "streams' imgsz (small and distant objects are missed first), run fewer cameras on this server, or use a " +
+    "GPU or another node (README, “A node with more cameras than it can infer”)."
   );
 }
 

@@ -63,9 +63,10 @@ LASTING_EPISODE_S = 60.0
 #: What to do about a node whose inference cannot keep up, as the log says it (web/grid.js's behindAdvice
 #: says the same in the viewer).
 OVERLOAD_ADVICE = (
-    'give the cameras that need fewer frames a process_fps (PATCH /api/streams/<id> {"process_fps": 5}: the '
-    "inference they leave goes to the others), lower the streams' imgsz (PATCH /api/streams/<id> "
-    '{"imgsz": 160}), run fewer cameras on this node, '
+    'give the cameras that need fewer frames a process_fps, or a lower one (PATCH /api/streams/<id> {"process_fps": '
+    "5}: the inference they leave goes to the others; it loses less than a smaller imgsz), on a CPU run a model "
+    "exported for it rather than a .pt (segcast export --format openvino), lower the streams' imgsz (PATCH "
+    '/api/streams/<id> {"imgsz": 160}: small and distant objects are missed first), run fewer cameras on this node, '
     'or infer on a GPU or on another node (README, "A node with more cameras than it can infer")'
 )
 
