@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Protocol
 
 from server.analytics.shapes import check_fit
@@ -364,7 +365,7 @@ class StreamManager:
                 and self._worker.change_shapes(stream_id, config.options)
             ):
                 self._table.change(config)
-                log.info("[%s] %s changed", stream_id, " and ".join(changed))
+                log.info("[%s] changed: %s", stream_id, _changes_said(current, config, changed))
                 return self.info(stream_id)
             same_source = (config.uri, config.loop) == (current.uri, current.loop)
             if self.handed_in(stream_id) or (same_source and not over):
@@ -415,7 +416,14 @@ class StreamManager:
         slot = self._worker.add_stream(stream_id, lambda: reader.source.fps, config.options, same_reader=True)
         reader.slot.hand_over(slot)  # before the reader reads the new slot: the waiting frame goes first
         reader.slot = slot
-        log.info("[%s] options changed", stream_id)
+        changed = [
+            f.name
+            for f in dataclasses.fields(config.options)
+            if getattr(current.options, f.name) != getattr(config.options, f.name)
+        ]
+        log.info(
+            "[%s] options changed, tracking afresh: %s", stream_id, _changes_said(current, config, changed) or "none"
+        )
         return self.info(stream_id)
 
     def _restart(self, config: StreamConfig) -> list[StreamReader]:
@@ -532,6 +540,17 @@ class StreamManager:
             return
         reader.request_stop()
         self._hub.state_threadsafe(stream_id, StreamState.FAILED, reason)
+
+
+def _changes_said(current: StreamConfig, wanted: StreamConfig, names: Iterable[str]) -> str:
+    """The options ``names`` as a log line says their change: ``conf 0.25 -> 0.4``, where a value reads in a
+    few characters, else the name alone (``zones``), so the log says what a PATCH did."""
+    said = []
+    for name in names:
+        before, after = getattr(current.options, name), getattr(wanted.options, name)
+        plain = all(value is None or isinstance(value, bool | int | float | str) for value in (before, after))
+        said.append(f"{name} {before} -> {after}" if plain else name)
+    return ", ".join(said)
 
 
 def _changed_in_place(current: StreamConfig, wanted: StreamConfig) -> tuple[str, ...]:

@@ -521,3 +521,11 @@ async def test_snapshots_do_not_queue_behind_stream_changes(
 
 async def _snapshot_ready(client: TestClient) -> bool:
     return (await client.get("/api/streams/live/snapshot.jpg")).status == 200
+
+
+def test_a_change_is_logged_with_its_old_and_new_values_where_they_read_in_a_line() -> None:
+    """The log said "[drive] options changed" or "process_fps changed", not to what: a PATCH left no trace."""
+    before = StreamConfig("drive", "scene:", options=StreamOptions(conf=0.25))
+    after = StreamConfig("drive", "scene:", options=StreamOptions(conf=0.4, process_fps=5.0))
+    said = streams._changes_said(before, after, ["conf", "process_fps", "zones"])
+    assert said == "conf 0.25 -> 0.4, process_fps None -> 5.0, zones"
