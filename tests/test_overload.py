@@ -308,6 +308,26 @@ def test_falling_behind_again_for_a_minute_is_told_though_the_last_warning_was_m
     assert "[cam] 4.5 of 29.0 fps" in lines[2].getMessage() and "more since" not in lines[2].getMessage()
 
 
+def test_episodes_just_over_a_minute_still_write_a_few_lines_an_hour_and_say_how_long_they_lasted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Behind 61 s, keeping up 2 s, for an hour: each episode was told as lasting, 58 warnings an hour. At most
+    one lasting episode is told out of turn per quiet window; the count line says how long the longest lasted."""
+    caplog.set_level(logging.INFO, logger=PACE_LOGGER)
+    log = OverloadLog(interval_s=600.0)
+    now = 0.0
+    while now < 3600.0:
+        for second in range(62):
+            log.update([("cam", SLOW_CAM)], 1.0, now=now + second)
+        log.update([], 0.5, now=now + 61.0 + 1.0 / 3)
+        now += 63.0
+    log.update([], 0.5, now=now + 600.0)
+    warnings = [r.getMessage() for r in pace_lines(caplog) if r.levelno == logging.WARNING]
+    assert len(warnings) <= 2 * (3600 // 600) + 2, len(warnings)
+    briefs = [line for line in warnings if "the longest for" in line]
+    assert briefs and all("the longest for 61 s" in line for line in briefs), briefs
+
+
 # -- the inference thread's busy share -------------------------------------------------------------
 
 

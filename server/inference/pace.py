@@ -219,10 +219,10 @@ class OverloadLog:
     their last verdicts (`LastVerdicts`), so a stream that stops being judged (a restart, a stall, a
     file that ended, inference unavailable) neither ends an episode nor starts one. Episodes that start within
     `OVERLOAD_LOG_INTERVAL_S` of the last WARNING are counted, not told: into the next WARNING, or,
-    if they are over by the end of that interval, into a line of their own then; but one that lasts
-    `LASTING_EPISODE_S` is told then (the log's last word must not be "keeps up" for minutes while
-    it does not). So a node on the edge of its capacity writes a few lines an hour, no episode is in
-    no line, and none told only in a count lasted a minute.
+    if they are over by the end of that interval, into a line of their own then, which says how long the
+    longest lasted. But the first in an interval that lasts `LASTING_EPISODE_S` is told then (the log's
+    last word should not be "keeps up" for minutes while it does not): at most one more WARNING per
+    interval, so a node on the edge of its capacity writes a few lines an hour, and no episode is in no line.
     Not thread-safe: one caller at a time (`StreamManager.check_pace`).
     """
 
@@ -232,18 +232,27 @@ class OverloadLog:
         self._behind = False  # as of the last update
         self._told_behind = False  # the log's last word on it is that the node is behind
         self._began = 0.0  # when the node last fell behind (monotonic)
+        self._lasting_told_until = -float("inf")  # no lasting episode is told out of turn before this
+        self._longest_untold_s = 0.0  # of the episodes counted and not told since the last line
 
     def update(self, behind: Sequence[tuple[str, PaceVerdict]], busy_share: float, now: float) -> None:
         """The streams behind by their last verdicts (`LastVerdicts.update`; none: the node keeps up), the
         inference thread's busy share, and the monotonic time."""
         started = bool(behind) and not self._behind
+        ended = self._behind and not behind
         self._behind = bool(behind)
         if started:
             self._began = now
+        if ended and not self._told_behind:
+            self._longest_untold_s = max(self._longest_untold_s, now - self._began)
         count = self._episodes.add(1, now) if started else self._episodes.due(now)
-        if not count and behind and not self._told_behind and now - self._began >= LASTING_EPISODE_S:
+        lasting = behind and not self._told_behind and now - self._began >= LASTING_EPISODE_S
+        if not count and lasting and now >= self._lasting_told_until:
             count = self._episodes.take()  # this one and those counted before it, told now
             self._episodes.told(now)
+            self._lasting_told_until = now + self._interval_s
+        if count:
+            longest, self._longest_untold_s = self._longest_untold_s, 0.0
         if count and behind:
             rates = ", ".join(f"[{i}] {v.processed_fps:.1f} of {v.wanted_fps:.1f} fps" for i, v in behind)
             again = f"; it fell behind {_times(count - 1)} more since this was last logged" if count > 1 else ""
@@ -258,11 +267,11 @@ class OverloadLog:
             self._told_behind = True
         elif count:
             log.warning(
-                "inference fell behind the cameras %s in the last %.0f s, each time for less than %.0f s; it keeps "
-                "up now. If it goes on, %s",
+                "inference fell behind the cameras %s in the last %.0f s, the longest for %.0f s; it keeps up now. "
+                "If it goes on, %s",
                 _times(count),
                 self._interval_s,
-                LASTING_EPISODE_S,
+                longest,
                 OVERLOAD_ADVICE,
             )
         elif not behind and self._told_behind:
