@@ -227,36 +227,83 @@ def test_a_resplit_that_would_drop_zones_a_node_saved_is_refused_showing_them_to
 ) -> None:
     """A zone drawn in node-2's viewer and saved to its file (?persist=1) was dropped by the next routine
     `split --force` (a camera added to cams.toml), said in one line of its report, status 0. Now that split
-    is refused, writing nothing, with the zone shown as the node file has it; copied into cams.toml, the
-    split goes through and node-2 keeps it; --discard-node-changes drops it as before."""
+    is refused, writing nothing, with the settings shown as the node file has them, a line each: pasted
+    among the camera's keys in cams.toml (where a sub-table header took the keys under it), the split goes
+    through and node-2 keeps them, and the camera's own other keys stay its own."""
+    config.write_text(
+        config.read_text().replace('uri = "scene:?seed=1"\n', 'uri = "scene:?seed=1"\nmin_area = 0.002\n')
+    )
     assert main(["split", str(config), "--nodes", "2"]) == 0  # c1, c3; c2
     node_2 = _node_file(config, 2)
     _save_zones_through_the_api(node_2, "c2", [POND])
+    _save_through_the_api(node_2, "c2", conf=0.3)
     config.write_text(config.read_text() + '[[streams]]\nid = "c4"\nuri = "scene:?seed=4"\n')
     saved = node_2.read_text()
     capsys.readouterr()
 
     assert main(["split", str(config), "--nodes", "2", "--force"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(
+    said, shown = err.split("\n\n", 1)
+    assert said == (
         "segcast: settings saved through a node's API (?persist=1) differ from cams.toml's, and this split would "
-        "replace them with cams.toml's (cams.node-2.toml: c2's zones); nothing was written: copy those you want to "
-        "keep into cams.toml's tables (below, as each node file has them), or split again with "
-        "--discard-node-changes to drop them\n# cams.node-2.toml\n[[streams]]\n"
+        "replace them with cams.toml's (cams.node-2.toml: c2's conf, zones); nothing was written: copy those you "
+        "want to keep into each camera's table in cams.toml, in place of its keys of those names (below, as each "
+        "node file has them), or split again with --discard-node-changes to drop them"
     )
+    header, *lines = shown.strip().splitlines()
+    assert header == "# cams.node-2.toml, camera 'c2':"
+    assert tomllib.loads("\n".join(lines)) == {"conf": 0.3, "zones": [POND]}
     assert node_2.read_text() == saved
     assert "c4" not in _ids(_node_file(config, 1)) + _ids(node_2)
-    shown = tomllib.loads(err.split("# cams.node-2.toml\n", 1)[1])["streams"]
-    assert shown == [{"id": "c2", "zones": [POND]}]
 
     assert main(["split", str(config), "--nodes", "2", "--force", "--dry-run"]) == 2  # as the split would say
     capsys.readouterr()
-    table = err.split('id = "c2"\n', 1)[1]  # what the person copies under c2's table in cams.toml
-    config.write_text(config.read_text().replace('uri = "scene:?seed=1"\n', f'uri = "scene:?seed=1"\n{table}\n'))
+    pasted = "\n".join(lines)  # under c2's id, above its own keys
+    config.write_text(config.read_text().replace('id = "c2"\n', f'id = "c2"\n{pasted}\n'))
     assert main(["split", str(config), "--nodes", "2", "--force"]) == 0
     assert "lost" not in capsys.readouterr().out
     (c2,) = [stream for stream in load_config(node_2).streams if stream.stream_id == "c2"]
     assert [zone.name for zone in c2.options.zones] == ["pond"]
+    assert (c2.options.conf, c2.options.min_area) == (0.3, 0.002)
+
+
+def test_a_refusal_names_a_cameras_address_saved_on_a_node_but_never_shows_its_password(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A camera's new address, given through node-2's API, may hold its password: named, not shown."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    node_2 = _node_file(config, 2)
+    settings = load_config(node_2)
+    streams = [replace(stream, uri="rtsp://admin:s3cret-pw@10.0.0.7/1") for stream in settings.streams]
+    write_config(settings, streams)
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "(cams.node-2.toml: c2's uri)" in err
+    assert "s3cret-pw" not in err
+    assert "# uri: not shown (it may hold a password): see cams.node-2.toml" in err
+
+
+def test_a_node_file_its_api_saved_in_that_cannot_be_read_is_not_replaced_unsaid(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A node file with a zone saved through its API, then one bad hand edit: the split could not read it and
+    replaced it as a whole, the zone gone, status 0. Refused now, unless --discard-node-changes."""
+    assert main(["split", str(config), "--nodes", "2"]) == 0
+    node_2 = _node_file(config, 2)
+    _save_zones_through_the_api(node_2, "c2", [POND])
+    node_2.write_text(node_2.read_text() + "\n[model]\nmax_batch = 0\n")
+    broken = node_2.read_text()
+    capsys.readouterr()
+
+    assert main(["split", str(config), "--nodes", "2", "--force"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the warning that it cannot be read
+    assert err.startswith("segcast: cams.node-2.toml holds settings its node's API saved, and cannot be read (")
+    assert "mend the file so that it loads, or split again with --discard-node-changes" in err
+    assert node_2.read_text() == broken
+    assert main(["split", str(config), "--nodes", "2", "--force", "--discard-node-changes"]) == 0
+    assert "pond" not in node_2.read_text()
 
 
 def test_discard_node_changes_replaces_a_nodes_saved_settings_with_the_source_files(

@@ -111,16 +111,20 @@ def node_file_header(source: Path, index: int, nodes: int) -> str:
 
 
 def saved_settings_text(path: Path, stream_id: str, names: Iterable[str]) -> str:
-    """The settings ``names`` of camera ``stream_id`` as the node file at ``path`` has them, as a TOML
-    ``[[streams]]`` table to copy into the source file (headed by a comment naming the node file). A
-    camera's address is named, not shown (it may hold a password), and a setting the table leaves out
-    (taken back to its default there) is said in a comment."""
+    """The settings ``names`` of camera ``stream_id`` as the node file at ``path`` has them, one ``key = value``
+    line each (a table inline, as a node's own save writes it), to put in the camera's ``[[streams]]`` table of
+    the source file in place of its keys of those names: lines that read the same anywhere among its keys,
+    where a sub-table header would take the keys under it. Headed by a comment naming the file and camera;
+    a camera's address is named, not shown (it may hold a password), and a setting the table leaves out
+    (back to its default there) is said in a comment."""
     tables: list[dict[str, Any]] = read_document(path).get("streams", [])
     table = next((t for t in tables if t.get("id") == stream_id), {})
-    shown = {"id": stream_id, **{name: table[name] for name in names if name in table and name != "uri"}}
-    notes = [
-        f"# {name}: {'not shown (it may hold a password): see ' + path.name if name == 'uri' else 'the default there'}"
-        for name in names
-        if name == "uri" or name not in table
-    ]
-    return "\n".join([f"# {path.name}", *notes, toml_document({"streams": [shown]}).rstrip("\n")])
+    lines = [f"# {path.name}, camera {stream_id!r}:"]
+    for name in names:
+        if name == "uri":
+            lines.append(f"# uri: not shown (it may hold a password): see {path.name}")
+        elif name not in table:
+            lines.append(f"# {name}: the default there (take it out of the camera's table)")
+        else:
+            lines.append(f"{_key(name)} = {toml_value(table[name])}")
+    return "\n".join(lines)

@@ -48,7 +48,7 @@ from server.deploy.written_cameras import (
     record_text,
     setting_values,
 )
-from server.persist import settings_toml
+from server.persist import SAVED_NOTE, settings_toml
 
 #: Node files may hold the source's tokens: no more than its owner and group may read them; its owner
 #: may always write them, as a node saves its API's changes there and a later split replaces them.
@@ -59,8 +59,6 @@ ENTRANCE_MODE = 0o644
 #: Settings whose values the change list names but never shows: tokens, passwords, and a webhook's URL,
 #: which holds its secret on many services (a Slack or Discord hook).
 SECRET_SETTINGS = frozenset({"admin_tokens", "viewer_tokens", "password", "secret", "url"})
-
-
 #: A setting a file does not set: its default, as segcast writes none of those but a few it spells out.
 _NOT_SET = object()
 
@@ -182,6 +180,7 @@ def check_split(split: Split, overwrite: bool, discard_saves: bool = False) -> t
             + (" and removes the files of nodes beyond the new number" if split.stale else "")
         )
     if not discard_saves:
+        _refuse_unreadable_saves(split)
         _refuse_losing_saves(split)
     places = [*(node.path for node in split.nodes), split.entrance_path, *split.stale]
     if blocked := [path for path in places if path.exists() and not path.is_file()]:
@@ -498,12 +497,37 @@ def _refuse_losing_saves(split: Split) -> None:
         return
     source = split.source.name
     named = "; ".join(f"{save.path.name}: {save.stream_id}'s {', '.join(save.names)}" for save in lost)
-    shown = "\n".join(saved_settings_text(save.path, save.stream_id, save.names) for save in lost)
+    shown = "\n\n".join(saved_settings_text(save.path, save.stream_id, save.names) for save in lost)
+    unsure = (
+        f" (this split cannot tell a setting saved there from one changed in {source} since: it has no record of "
+        "what the last split wrote, one made by an older segcast; keep yours where they are)"
+        if read_record(split.entrance_state) is None
+        else ""
+    )
     raise SplitError(
         f"settings saved through a node's API (?persist=1) differ from {source}'s, and this split would replace "
-        f"them with {source}'s ({named}); nothing was written: copy those you want to keep into {source}'s tables "
-        f"(below, as each node file has them), or split again with --discard-node-changes to drop them\n{shown}"
+        f"them with {source}'s ({named}){unsure}; nothing was written: copy those you want to keep into each "
+        f"camera's table in {source}, in place of its keys of those names (below, as each node file has them), "
+        f"or split again with --discard-node-changes to drop them\n\n{shown}"
     )
+
+
+def _refuse_unreadable_saves(split: Split) -> None:
+    """SplitError where a node file its node's API has saved in (`SAVED_NOTE`) cannot be read: what was saved
+    there cannot be told, let alone shown, and replacing it as a whole would drop it unsaid."""
+    for path in split.node_files_there():
+        saved = False
+        try:
+            load_config(path, flag=None)
+        except ConfigError as exc:
+            with contextlib.suppress(OSError):  # a file that cannot be opened is named by check_split's write
+                saved = SAVED_NOTE.encode() in path.read_bytes().splitlines()
+            if saved:
+                raise SplitError(
+                    f"{path.name} holds settings its node's API saved, and cannot be read ({exc}): this split "
+                    f"cannot tell what it would replace; nothing was written: mend the file so that it loads, or "
+                    "split again with --discard-node-changes to replace it as a whole"
+                ) from None
 
 
 def _camera_changes(
