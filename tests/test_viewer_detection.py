@@ -198,6 +198,27 @@ async def test_escape_keeps_the_view_while_an_edit_is_not_applied_and_leaves_it_
     assert console.errors == []
 
 
+async def test_the_summary_line_follows_the_server_during_an_edit_and_says_the_edit_is_not_applied(
+    start_server: Start, browser: Any
+) -> None:
+    """With a confidence typed and the form folded away, a change made through the API left the summary line
+    on the old settings, and nothing said an edit held the view (Escape did nothing)."""
+    client = await start_server(StreamConfig("cam", CAM))
+    page, console = await _open(client, browser)
+    panel = page.get_by_role("region", name="Detection")
+    await panel.get_by_label("Confidence", exact=True).fill("0.3")
+    await page.click("#detection-more > summary")  # folded
+    response = await client.patch("/api/streams/cam", json={"conf": 0.8})
+    assert response.status == 200
+    said = await _said(page, "#detection-summary", "confidence 0.8")
+    assert said == "confidence 0.8 · tracking every class · edited below, not applied"
+    await page.click("#detection-more > summary")
+    await page.click("#detection-discard")
+    assert await _said(page, "#detection-summary", "confidence 0.8") == "confidence 0.8 · tracking every class"
+    assert await panel.get_by_label("Confidence", exact=True).input_value() == "0.8"
+    assert console.errors == []
+
+
 async def test_a_value_the_server_refuses_is_said_in_its_words_and_its_values_come_back(
     start_server: Start, browser: Any
 ) -> None:

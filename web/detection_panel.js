@@ -114,6 +114,7 @@ export class DetectionPanel {
     };
     this.streamId = null;
     this.stream = null; // the open stream as the server last said and the panel shows ({options, etag, state})
+    this.latest = null; // its options as the server last said, shown in the line above the form
     this.classNames = []; // the model's, in class-id order (GET /api/viewer); none while the server knows none
     this.rows = new Map(); // class name -> its row, kept so the keyboard's focus holds
     this.fileSaves = false; // the server has a config file to save to (GET /api/viewer)
@@ -159,6 +160,7 @@ export class DetectionPanel {
     this.stream = null;
     this.el.fields.disabled = true;
     this.el.conf.value = "";
+    this.latest = null;
     this.el.summary.textContent = "";
     reconcile(this.el.classes, []);
     this.el.fixed.replaceChildren();
@@ -206,10 +208,20 @@ export class DetectionPanel {
     }
     this.persistable = stream.persistable !== false;
     this.showPersist();
+    if (askedAt >= this.changedAt) this.latest = stream.options; // the line above the form is always the server's
+    this.showSummary();
     if (this.saving || askedAt < this.changedAt || (this.stream && this.edited())) return;
     this.stream = stream;
     this.el.fields.disabled = false;
     this.render();
+  }
+
+  // The settings in a line, as the server has them now (changed elsewhere during an edit too), and, while
+  // the form differs from what it was edited over, that it does: the form may be folded away.
+  showSummary() {
+    if (!this.latest) return;
+    const edited = this.stream !== null && this.edited();
+    this.el.summary.textContent = summaryOf(this.latest) + (edited ? " · edited below, not applied" : "");
   }
 
   /** Whether a change is being made here: edited and not applied, or on its way (Escape then keeps the view). */
@@ -232,7 +244,7 @@ export class DetectionPanel {
     const names = [...new Set([...this.classNames, ...extra])];
     reconcile(this.el.classes, names.map((name) => this.row(name)));
     for (const name of names) this.showRow(name, options);
-    this.el.summary.textContent = summaryOf(options);
+    this.latest = options;
     this.showFixed(options);
     this.refresh();
   }
@@ -307,6 +319,7 @@ export class DetectionPanel {
   // Apply and Discard are offered only while the form differs from the server's settings; aria-disabled
   // rather than disabled, so the one pressed keeps the keyboard's focus as it goes off.
   refresh() {
+    this.showSummary();
     const off = String(!this.stream || this.saving || !this.edited());
     this.el.apply.setAttribute("aria-disabled", off);
     this.el.discard.setAttribute("aria-disabled", off);
