@@ -120,9 +120,13 @@ async def test_a_kiosks_wall_at_the_boxs_address_leads_to_every_nodes_wall(tmp_p
         )
         async with session.get(f"{base}/?wall=1") as response:  # relative: behind another proxy's prefix too
             assert str(response.url).startswith(f"{base}/all/static/fleet.html?nodes=node-1,node-2&wall=1")
-        async with session.get(f"{base}/", allow_redirects=False) as response:
-            assert response.status == 200
-            assert "All cameras" in await response.text()
+        for asked in ("wall&token=abc", "wall=", "x=1&wall=true"):  # as the viewer reads it (web/wall.js)
+            status, where = await location(session, f"{base}/?{asked}")
+            assert (status, where) == (307, f"all/static/fleet.html?nodes=node-1,node-2&{asked}"), asked
+        for page in ("/", "/?wall=0", "/?wallpaper=1", "/?nowall=1"):
+            async with session.get(f"{base}{page}", allow_redirects=False) as response:
+                assert response.status == 200, page
+                assert "All cameras" in await response.text()
 
 
 async def test_a_cameras_history_page_at_the_boxs_address_leads_to_its_node(tmp_path: Path) -> None:

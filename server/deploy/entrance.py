@@ -196,8 +196,9 @@ http {{
         listen {_listen_address(listen)}{" ssl" if tls else ""};{tls}
 
         location = / {{
-            # A kiosk's bookmark of a single box's wall (/?wall=1&token=...): every node's, its query kept.
-            if ($arg_wall != "") {{
+            # A kiosk's bookmark of a single box's wall (/?wall=1&token=..., ?wall alone; not ?wall=0, as the
+            # viewer reads it): every node's, its query kept.
+            if ($args ~ "(^|&)wall(&|$|=(?!0(&|$)))") {{
                 return 307 {ALL_NODES}/static/fleet.html?nodes={",".join(names)}&$args;
             }}
             default_type text/html;
