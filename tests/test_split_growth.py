@@ -103,9 +103,10 @@ def test_a_split_with_mqtt_says_where_the_topics_move_and_that_entity_ids_stay(
     assert "point automations on site/<camera>/events/<type> at site/+/<camera>/events/<type>" in out
     assert 'Home Assistant\'s devices and entity ids stay (every node has discovery_id = "site")' in out
     assert (
-        "The box's retained site/status (offline), site/server and site/<camera>/counts stay on the broker as it "
-        "left them, which no node publishes again: once the nodes run, clear each with an empty retained message "
-        "(mosquitto_pub -r -n -t site/status, and so on)"
+        "The box's retained topics stay on the broker as it left them (site/status offline, site/server, and each "
+        "camera's counts, availability and snapshots), which no node publishes again: once the nodes run, list them "
+        "with mosquitto_sub -v -t 'site/#' --retained-only and clear each of the box's (not under site/node-N/) "
+        "with an empty retained message (mosquitto_pub -r -n -t site/status)"
     ) in out
     node_2 = tomllib.loads((tmp_path / "cams.node-2.toml").read_text())["events"]["mqtt"]
     assert (node_2["topic_prefix"], node_2["discovery_id"]) == ("site/node-2", "site")

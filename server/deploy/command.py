@@ -183,9 +183,10 @@ def _print_mqtt(split: Split) -> None:
             if split.mqtt.discovery_id is not None
             else ""
         )
-        + f". The box's retained {prefix}/status (offline), {prefix}/server and {prefix}/<camera>/counts stay on "
-        f"the broker as it left them, which no node publishes again: once the nodes run, clear each with an empty "
-        f"retained message (mosquitto_pub -r -n -t {prefix}/status, and so on)"
+        + f". The box's retained topics stay on the broker as it left them ({prefix}/status offline, {prefix}/server, "
+        f"and each camera's counts, availability and snapshots), which no node publishes again: once the nodes run, "
+        f"list them with mosquitto_sub -v -t '{prefix}/#' --retained-only and clear each of the box's (not under "
+        f"{prefix}/node-N/) with an empty retained message (mosquitto_pub -r -n -t {prefix}/status)"
     )
 
 
