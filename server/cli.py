@@ -624,9 +624,10 @@ def _export(args: argparse.Namespace) -> int:
 def _say_if_bundled(model: str) -> None:
     """Export's default is segcast's own model, which knows only the generated scenes' shapes, where serve's is
     a real one (`DEFAULT_MODEL`): an export made without --model, served to cameras, would find no one."""
-    from server.inference.models import BUNDLED_ALIASES, DEFAULT_MODEL
+    from server.inference.models import BUNDLED_ALIASES, BUNDLED_MODEL, DEFAULT_MODEL
 
-    if model in BUNDLED_ALIASES and not Path(model).exists():
+    named = model in BUNDLED_ALIASES and not Path(model).exists()
+    if named or Path(model).resolve() == BUNDLED_MODEL.resolve():
         print(
             "segcast: note: that is the bundled demo model, which knows only the generated scenes' disc, square and "
             f"triangle; for cameras, export a real one: --model {DEFAULT_MODEL} (or your own .pt)",

@@ -714,7 +714,13 @@ def test_serve_and_split_say_a_utf16_config_file_is_utf16(tmp_path: Path, capsys
 
 
 @pytest.mark.parametrize(
-    ("given", "noted"), [((), True), (("--model", "bundled"), True), (("--model", "yard.pt"), False)]
+    ("given", "noted"),
+    [
+        ((), True),
+        (("--model", "bundled"), True),
+        (("--model", str(BUNDLED_MODEL)), True),
+        (("--model", "yard.pt"), False),
+    ],
 )
 def test_an_export_of_the_bundled_model_says_it_knows_only_the_scenes_shapes(
     given: tuple[str, ...], noted: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
