@@ -57,8 +57,9 @@ BUSY_WINDOW_S = 10.0
 #: The node's falling behind is logged at WARNING at most this often; episodes in between are counted
 #: into the next line, so a node on the edge cannot flood the log.
 OVERLOAD_LOG_INTERVAL_S = 600.0
-#: An episode that lasts this long is told at once, quiet window or not: the window is for a node on the
-#: edge that flaps, not for one that fell behind again for good after saying it kept up.
+#: An episode that lasts this long is told then, inside the quiet window too (the first such in a window):
+#: the window is for a node on the edge that flaps, not for one that fell behind again for good after saying
+#: it kept up.
 LASTING_EPISODE_S = 60.0
 #: What to do about a node whose inference cannot keep up, as the log says it (web/grid.js's behindAdvice
 #: says the same in the viewer).
