@@ -25,6 +25,8 @@ SLOW_LOOK_LIMIT_S = 6.0
 SLOW_LOOK_S = 4.0
 #: Requests at once in the tests of shared looks: a page and its scripts.
 REQUESTS = 6
+#: The module's own, before a test shortens it.
+DEFAULT_LOOK_TIMEOUT_S = pages.LOOK_TIMEOUT_S
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -57,6 +59,18 @@ class HeldLooks:
             return self.looking.is_set()
 
         await eventually(looking, what="the look at the viewer's folder to begin")
+
+
+async def answers_again(client: TestClient, looks: HeldLooks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the hung look is over, a page is answered again: asked with the usual time for its look, as the
+    tests' 0.2 s is a hiccup on a loaded machine (ci's one failure was that next look taking longer)."""
+
+    async def hung_look_over() -> bool:
+        return looks.looked.is_set()
+
+    await eventually(hung_look_over, what="the hung look to end")
+    monkeypatch.setattr(pages, "LOOK_TIMEOUT_S", DEFAULT_LOOK_TIMEOUT_S)
+    assert (await client.get("/")).status == 200, "once the folder answers again, so do the pages"
 
 
 def looks_submitted(monkeypatch: pytest.MonkeyPatch) -> list[Callable[..., object]]:
@@ -103,7 +117,7 @@ async def test_a_viewer_folder_that_does_not_answer_is_a_503_saying_so(
         assert looks.looking.is_set() and not looks.looked.is_set()
     finally:
         looks.let_go.set()
-    assert (await client.get("/")).status == 200, "once the folder answers again, so do the pages"
+    await answers_again(client, looks, monkeypatch)
 
 
 async def test_a_folder_answering_within_the_limit_serves_every_file_of_a_page_load(
@@ -140,7 +154,7 @@ async def test_requests_while_the_folder_hangs_hand_its_thread_no_more_looks(
         assert not looks.looked.is_set()
     finally:
         looks.let_go.set()
-    assert (await client.get("/")).status == 200, "once the folder answers again, so do the pages"
+    await answers_again(client, looks, monkeypatch)
 
 
 async def test_requests_during_a_look_share_the_one_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
