@@ -31,11 +31,12 @@ CAMERA_FRAMES = 90  # Chromium loops the file
 #: The page closes its peer on "pagehide"; if that message is lost, the idle time-out ends it.
 END_WITHIN_S = 8.0
 CHECKED_FRAMES = 10  # frames with tracks, compared with the objects in the camera's file
+FRAMES_WITHIN_S = 120
 MIN_MATCHED = 0.7
 
 playwright = require_browser()
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(180)
 
 
 def write_fake_camera(cache: Path) -> Path:
@@ -117,10 +118,17 @@ async def test_browser_webcam_becomes_a_tracked_stream_until_the_tab_closes(
             await page.fill("input[name=stream]", "browser")
             await page.click("#use-camera")
             metas: list[dict[str, Any]] = []
-            async with asyncio.timeout(45):
-                while len(metas) < CHECKED_FRAMES:
-                    if (meta := await next_event(ws, "frame"))["tracks"]:
-                        metas.append(meta)
+            untracked = 0  # frames that came with no track: said if the wait runs out
+            try:
+                # A hang guard, not a speed bound: 13 s alone, over 45 s twice late in a loaded full run.
+                async with asyncio.timeout(FRAMES_WITHIN_S):
+                    while len(metas) < CHECKED_FRAMES:
+                        if (meta := await next_event(ws, "frame"))["tracks"]:
+                            metas.append(meta)
+                        else:
+                            untracked += 1
+            except TimeoutError:
+                pytest.fail(f"{len(metas)} frames with tracks and {untracked} without in {FRAMES_WITHIN_S} s")
             assert all(meta["stream"] == "browser" for meta in metas)
             # The model knows no other classes, so checking names against its list could not fail:
             # the tracks must be the camera's objects, each of its own class (a stray one may not).
